@@ -1,0 +1,56 @@
+# Leadflow developer commands. Every target creates and uses its own virtual environment (.venv).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream clean sample
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: replay the shipped sample journeys and show transitions, alerts and the summary.
+demo: replay-demo
+
+## Replay the shipped sample offline and show transitions, alerts and the summary.
+replay-demo: $(STAMP)
+	mkdir -p out
+	$(VENV)/bin/leadflow replay samples/journeys.jsonl --until 2026-11-01T00:00:00Z \
+	  --out out/transitions.jsonl --alerts out/alerts.jsonl --deadletter out/deadletter.jsonl \
+	  --contacts out/contacts.jsonl
+	@echo "--- last 5 transitions (out/transitions.jsonl) ---"; tail -n 5 out/transitions.jsonl
+	@echo "--- last 3 became_hot alerts (out/alerts.jsonl) ---"; tail -n 3 out/alerts.jsonl
+	@echo "--- dead letters (out/deadletter.jsonl) ---"; cat out/deadletter.jsonl
+
+## Everything CI checks: lint, types, all tests (unit + integration on a real broker and databases).
+test: $(STAMP) lint typecheck
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipeline tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy pipeline
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(VENV)/bin/pytest -q tests/integration
+
+## Regenerate the shipped sample (deterministic).
+sample: $(STAMP)
+	$(VENV)/bin/leadflow sample samples/journeys.jsonl --contacts 300 --seed 7
+
+## Replay 1M generated events and compare with an orjson parse-only ceiling on the same file.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_replay.py --events 1000000
+
+bench-stream: $(STAMP)
+	$(PY) benchmarks/bench_stream.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

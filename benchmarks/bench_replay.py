@@ -1,0 +1,91 @@
+"""Benchmark: `leadflow replay` throughput against an orjson parse-only ceiling on the same file.
+
+    make bench            # 1M events
+    python benchmarks/bench_replay.py --events 200000 --profile
+
+Both passes read the same generated JSONL file in the same run; the ratio is what to compare
+between machines and commits (absolute numbers move with the machine's load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from pipeline.replay import read_lines, replay
+from pipeline.simulator import simulate, with_faults
+from pipeline.state_machine import builtin_model
+
+DATA = Path(__file__).resolve().parent.parent / "bench-data"
+
+
+def generate(events: int) -> Path:
+    path = DATA / f"events-{events}.jsonl"
+    if path.exists():
+        return path
+    DATA.mkdir(exist_ok=True)
+    contacts = max(100, events // 10)
+    lines: list[bytes] = []
+    seed = 1
+    while len(lines) < events:
+        lines.extend(with_faults(simulate(contacts=contacts, seed=seed, span_days=365), seed=seed))
+        seed += 1
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"\n".join(lines[:events]) + b"\n")
+    tmp.rename(path)
+    return path
+
+
+def ceiling(path: Path) -> float:
+    started = time.perf_counter()
+    with open(path, "rb") as stream:
+        for line in read_lines(stream):
+            orjson.loads(line)
+    return time.perf_counter() - started
+
+
+def run_replay(path: Path, outdir: str) -> tuple[float, int]:
+    model = builtin_model()
+    started = time.perf_counter()
+    with open(path, "rb") as stream, open(os.path.join(outdir, "t.jsonl"), "wb") as out, \
+            open(os.path.join(outdir, "a.jsonl"), "wb") as alerts, \
+            open(os.path.join(outdir, "d.jsonl"), "wb") as dead:
+        stats = replay(read_lines(stream), model, received_at=time.time_ns() // 1000,
+                       out=out, alerts=alerts, deadletter=dead)
+    return time.perf_counter() - started, stats.read
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--profile", action="store_true", help="profile the replay pass (cProfile)")
+    args = parser.parse_args()
+    path = generate(args.events)
+    with tempfile.TemporaryDirectory() as outdir:
+        ceiling(path)  # warm the page cache
+        parse_s = ceiling(path)
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+        replay_s, read = run_replay(path, outdir)
+        if args.profile:
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    parse_rate, replay_rate = read / parse_s, read / replay_s
+    print(f"file: {path.name} ({read:,} lines)")
+    print(f"ceiling (orjson parse only): {parse_rate:12,.0f} events/s")
+    print(f"leadflow replay:             {replay_rate:12,.0f} events/s")
+    print(f"ratio replay/ceiling:        {replay_rate / parse_rate:12.3f}   (goal >= 0.15)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

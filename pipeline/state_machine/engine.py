@@ -1,0 +1,404 @@
+"""The lifecycle engine: pure functions from (state, event or time, model) to a decision.
+
+``decide(state, event, model)`` applies one event; ``expire(state, now, model)`` fires the
+time-driven moves (cooling regressions, score-decay band drops) due at or before ``now``;
+``next_deadline(state, model)`` says when the next one is due. Applying an event at time ``t``
+first fires every deadline <= t, so results never depend on when a sweep ran.
+
+No I/O, no clock, no randomness: the same inputs always give the same outputs, ids included.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import msgspec
+
+from . import ids
+from .clock import MICROS_PER_DAY, to_rfc3339
+from .events import REFERRAL_CONVERTED, Event
+from .model import Advance, Model, Regress, all_match
+from .records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
+from .state import ContactState, has_seen, new_contact, remember
+
+_replace = msgspec.structs.replace
+_UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
+#: The ContactState field behind each clock a cooling rule may count from (model.CLOCKS).
+_CLOCK_FIELDS = {
+    "last_engagement": "last_engagement_at",
+    "last_core_order": "last_core_order_at",
+    "last_referral": "last_referral_at",
+    "stage_entered": "stage_entered_at",
+}
+
+
+class Decision(NamedTuple):
+    """What applying one event (or one expiry) did."""
+
+    state: ContactState
+    transitions: list[Transition]
+    alerts: list[Alert]
+    referrals: list[Event]  # referral credit for other contacts, to apply next
+    duplicate: bool
+
+
+class Deadline(NamedTuple):
+    """The next time-driven move of a contact: at ``at``, a band drop or a ``Regress`` rule."""
+
+    at: int
+    rule: Regress | None  # None: the score decays out of the current band
+
+
+def decayed_score(score: float, score_at: int, at: int, half_life: int) -> float:
+    """The score at time ``at``; elapsed time clamps at 0 for an out-of-order event."""
+    if at <= score_at or score == 0.0:
+        return score
+    return score * 2.0 ** (-(at - score_at) / half_life)
+
+
+def band_for(model: Model, current: int, score: float) -> int:
+    """The band for ``score`` from ``current``, with hysteresis: enter at ``enter``, leave below
+    ``leave_below``."""
+    bands = model.bands
+    band = current
+    while band + 1 < len(bands) and score >= bands[band + 1].enter:
+        band += 1
+    if band == current:
+        while band > 0 and score < bands[band].leave_below:
+            band -= 1
+    return band
+
+
+def _measures(state: ContactState) -> dict[str, Any]:
+    span = None
+    if state.first_core_order_at is not None and state.last_core_order_at is not None:
+        span = (state.last_core_order_at - state.first_core_order_at) / MICROS_PER_DAY
+    return {
+        "core_orders": state.core_orders,
+        "core_order_span_days": span,
+        "referrals_converted": state.referrals_converted,
+        "score": state.score,
+    }
+
+
+def _transition(
+    model: Model,
+    state: ContactState,
+    kind: str,
+    from_: str,
+    to: str,
+    advance: bool,
+    reason: str,
+    skipped: tuple[str, ...],
+    trigger: str | None,
+    at: int,
+) -> Transition:
+    key = trigger if trigger is not None else ids.deadline_trigger(at)
+    return Transition(
+        transition_id=ids.transition_id(state.contact, key, kind, from_, to),
+        contact_id=state.contact,
+        kind=kind,
+        from_=from_,
+        to=to,
+        direction="advance" if advance else "regress",
+        reason=reason,
+        skipped=skipped,
+        trigger_event_id=trigger,
+        occurred_at=to_rfc3339(at),
+        stage=model.stages[state.stage],
+        temperature=model.bands[state.band].name,
+        score=round(state.score, 3),
+        model=model.label,
+    )
+
+
+def _band_transition(
+    model: Model, state: ContactState, old: int, reason: str, trigger: str | None, at: int
+) -> Transition:
+    new = state.band
+    lo, hi = (old, new) if new > old else (new, old)
+    skipped = tuple(model.bands[i].name for i in range(lo + 1, hi))
+    if new < old:
+        skipped = skipped[::-1]
+    return _transition(
+        model, state, "temperature", model.bands[old].name, model.bands[new].name, new > old,
+        reason, skipped, trigger, at,
+    )
+
+
+def _stage_transition(
+    model: Model, state: ContactState, old: int, reason: str, trigger: str | None, at: int
+) -> Transition:
+    new = state.stage
+    skipped = tuple(model.stages[old + 1 : new]) if new > old else tuple(model.stages[new + 1 : old][::-1])
+    return _transition(
+        model, state, "stage", model.stages[old], model.stages[new], new > old, reason, skipped, trigger, at
+    )
+
+
+def next_deadline(state: ContactState, model: Model) -> Deadline | None:
+    """When the contact's next time-driven move is due, and which; None when nothing is pending."""
+    best: Deadline | None = None
+    if state.band > 0:
+        leave = model.bands[state.band].leave_below
+        if state.score < leave:
+            best = Deadline(state.score_at, None)
+        else:
+            crossing = model.half_life * math.log2(state.score / leave)
+            best = Deadline(state.score_at + int(crossing) + 1, None)
+    for rule in model.timed_by_stage.get(state.stage, ()):
+        anchor: int | None = getattr(state, _CLOCK_FIELDS[rule.since or "stage_entered"])
+        start = state.stage_entered_at if anchor is None else max(anchor, state.stage_entered_at)
+        assert rule.after is not None
+        due = start + rule.after
+        if best is None or due < best.at:
+            best = Deadline(due, rule)
+    return best
+
+
+def _with_due(state: ContactState, model: Model) -> ContactState:
+    deadline = next_deadline(state, model)
+    due = None if deadline is None else deadline.at
+    return state if due == state.due else _replace(state, due=due)
+
+
+def expire(state: ContactState, now: int, model: Model) -> Decision:
+    """Fire every time-driven move due at or before ``now``, in deadline order."""
+    transitions: list[Transition] = []
+    if state.due is None or state.due > now:  # the common case: nothing due
+        return Decision(state, transitions, [], [], False)
+    while True:
+        deadline = next_deadline(state, model)
+        if deadline is None or deadline.at > now:
+            break
+        at = deadline.at
+        if deadline.rule is None:
+            score = decayed_score(state.score, state.score_at, at, model.half_life)
+            old = state.band
+            band = band_for(model, old, score)
+            if band == old:  # float edge: step just past the crossing
+                band = old - 1
+            state = _replace(state, score=score, score_at=max(at, state.score_at), band=band, clock=max(state.clock, at))
+            transitions.append(_band_transition(model, state, old, model.bands[old].leave_reason, None, at))
+        else:
+            rule = deadline.rule
+            old = state.stage
+            state = _replace(state, stage=rule.to, stage_entered_at=at, clock=max(state.clock, at))
+            transitions.append(_stage_transition(model, state, old, rule.reason, None, at))
+    return Decision(_with_due(state, model), transitions, [], [], False)
+
+
+def _first_touch(event: Event) -> tuple[str | None, str | None, str | None, str | None]:
+    props = event.properties
+    utm = [props.get(key) for key in _UTM_KEYS]
+    return (event.source, *(v if isinstance(v, str) else None for v in utm))  # type: ignore[return-value]
+
+
+def _points(model: Model, event: Event) -> float:
+    for rule in model.points.get(event.event_type, ()):
+        if all_match(rule.where, event.properties):
+            return rule.points
+    return 0.0
+
+
+def _choose_advance(model: Model, state: ContactState, event: Event) -> Advance | None:
+    best: Advance | None = None
+    measures: dict[str, Any] | None = None
+    candidates = model.advance_candidates.get(event.event_type, model.temperature_advances)
+    for rule in candidates:
+        if rule.to <= state.stage or state.stage < rule.min_stage:
+            continue
+        if best is not None and rule.to <= best.to:
+            continue
+        if rule.identified_only and not state.identified:
+            continue
+        if rule.on_temperature is not None and state.band < rule.on_temperature:
+            continue
+        if not all_match(rule.where, event.properties):
+            continue
+        if rule.require:
+            measures = _measures(state) if measures is None else measures
+            if not all_match(rule.require, measures):
+                continue
+        best = rule
+    return best
+
+
+def _choose_regress(model: Model, state: ContactState, event: Event) -> Regress | None:
+    for rule in model.regress_by_stage_event.get((state.stage, event.event_type), ()):
+        if all_match(rule.where, event.properties) and (
+            not rule.require or all_match(rule.require, _measures(state))
+        ):
+            return rule
+    return None
+
+
+def _apply_orders(model: Model, state: ContactState, event: Event, at: int) -> tuple[dict[str, Any], bool]:
+    """Order bookkeeping for a completed or refunded order; returns changes and 'first core order'."""
+    props = event.properties
+    order_id = props.get("order_id")
+    if not isinstance(order_id, str):
+        return {}, False
+    known = next((memo for memo in state.orders if memo[0] == order_id), None)
+    if event.event_type == model.order_completed:
+        if known is not None:  # the same order reported twice: count it once
+            return {}, False
+        tier = props.get("tier")
+        tier = tier if isinstance(tier, str) else ""
+        orders = (*state.orders, (order_id, tier, False))[-model.order_memory :]
+        changes: dict[str, Any] = {"orders": orders}
+        first_core = False
+        if tier == model.counted_tier:
+            first_core = state.first_core_order_at is None
+            changes["core_orders"] = state.core_orders + 1
+            changes["first_core_order_at"] = at if first_core else min(at, state.first_core_order_at or at)
+            changes["last_core_order_at"] = max(at, state.last_core_order_at or at)
+        return changes, first_core
+    if known is None or known[2]:  # unknown or already refunded order: nothing to undo
+        return {}, False
+    orders = tuple((o, t, True) if o == order_id else (o, t, r) for o, t, r in state.orders)
+    changes = {"orders": orders}
+    if known[1] == model.counted_tier:
+        changes["core_orders"] = max(0, state.core_orders - 1)
+    return changes, False
+
+
+def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
+    """Apply one event to a contact (``None``: a contact not seen before)."""
+    at = event.occurred_at
+    if state is None:
+        state = new_contact(event.contact, event.identified, at)
+    fingerprint = ids.fingerprint(event.event_id)
+    if has_seen(state.seen, fingerprint):
+        return Decision(state, [], [], [], True)
+
+    transitions: list[Transition] = []
+    if at >= state.clock and state.due is not None and state.due <= at:
+        expired = expire(state, at, model)
+        state, transitions = expired.state, expired.transitions
+
+    event_type = event.event_type
+    changes: dict[str, Any] = {
+        "seen": remember(state.seen, fingerprint, model.dedup_window),
+        "events_applied": state.events_applied + 1,
+        "clock": max(state.clock, at),
+        "last_event_at": at if state.last_event_at is None else max(at, state.last_event_at),
+    }
+    engaged = event_type not in model.non_engagement
+    if engaged:
+        last = state.last_engagement_at
+        changes["last_engagement_at"] = at if last is None else max(at, last)
+    if state.first_touch is None:
+        changes["first_touch"] = _first_touch(event)
+    if state.referred_by is None and event.referred_by and event.referred_by != state.contact:
+        changes["referred_by"] = event.referred_by
+    if event.identified and not state.identified:
+        changes["identified"] = True
+    first_core = False
+    if event_type == model.order_completed or event_type == model.order_refunded:
+        order_changes, first_core = _apply_orders(model, state, event, at)
+        changes.update(order_changes)
+    elif event_type == REFERRAL_CONVERTED:
+        changes["referrals_converted"] = state.referrals_converted + 1
+        last = state.last_referral_at
+        changes["last_referral_at"] = at if last is None else max(at, last)
+
+    # Score and temperature.
+    score = decayed_score(state.score, state.score_at, at, model.half_life)
+    points = _points(model, event) if engaged else 0.0
+    score = max(0.0, score + points)
+    old_band = state.band
+    band_reason = ""
+    instant = model.instant_by_event.get(event_type)
+    if instant is not None and old_band < instant.band:
+        score = max(score, model.bands[instant.band].enter)
+        band_reason = instant.reason
+    band = band_for(model, old_band, score)
+    changes["score"] = score
+    changes["score_at"] = max(at, state.score_at)
+    changes["band"] = band
+    if points:
+        memo = (event.event_id, event_type, points)
+        changes["scoring_events"] = (*state.scoring_events, memo)[-model.alert_max_reasons :]
+    state = _replace(state, **changes)
+    if band != old_band:
+        if band > old_band:
+            reason = band_reason or model.bands[band].enter_reason
+        else:
+            reason = model.bands[old_band].leave_reason
+        transitions.append(_band_transition(model, state, old_band, reason, event.event_id, at))
+
+    # Stage.
+    old_stage = state.stage
+    advance = _choose_advance(model, state, event)
+    if advance is not None:
+        state = _replace(state, stage=advance.to, stage_entered_at=at)
+        transitions.append(_stage_transition(model, state, old_stage, advance.reason, event.event_id, at))
+    else:
+        regress = _choose_regress(model, state, event)
+        if regress is not None:
+            state = _replace(state, stage=regress.to, stage_entered_at=at)
+            transitions.append(_stage_transition(model, state, old_stage, regress.reason, event.event_id, at))
+
+    alerts: list[Alert] = []
+    entered_alert_band = band >= model.alert_band > old_band
+    if entered_alert_band and (state.identified or not model.alert_identified_only):
+        alerts.append(_became_hot(model, state, event.event_id, at))
+
+    state = _with_due(state, model)
+    referrals: list[Event] = []
+    if first_core and state.referred_by is not None:
+        referrals.append(
+            Event(
+                event_id=ids.referral_event_id(state.contact, event.event_id),
+                event_type=REFERRAL_CONVERTED,
+                source=event.source,
+                contact=state.referred_by,
+                occurred_at=at,
+                identified=True,
+                properties={"referred_contact": state.contact, "trigger_event_id": event.event_id},
+            )
+        )
+    return Decision(state, transitions, alerts, referrals, False)
+
+
+def _became_hot(model: Model, state: ContactState, trigger: str, at: int) -> Alert:
+    return Alert(
+        alert_id=ids.alert_id(state.contact, "became_hot", trigger),
+        type="became_hot",
+        contact_id=state.contact,
+        stage=model.stages[state.stage],
+        score=round(state.score, 3),
+        occurred_at=to_rfc3339(at),
+        respond_by=to_rfc3339(at + model.respond_within),
+        reasons=tuple(AlertReason(e, t, p) for e, t, p in state.scoring_events[-model.alert_max_reasons :]),
+        first_touch=first_touch(state),
+        model=model.label,
+    )
+
+
+def first_touch(state: ContactState) -> FirstTouch:
+    if state.first_touch is None:
+        return FirstTouch()
+    return FirstTouch(*state.first_touch)
+
+
+def snapshot(state: ContactState, model: Model, at: int | None = None) -> ContactSnapshot:
+    """The public view of a contact (what ``--contacts`` writes). ``score`` is decayed to ``at``
+    when given (for example the replay's ``--until``), else as of the contact's last update."""
+    score = state.score if at is None else decayed_score(state.score, state.score_at, at, model.half_life)
+    return ContactSnapshot(
+        contact_id=state.contact,
+        stage=model.stages[state.stage],
+        temperature=model.bands[state.band].name,
+        score=round(score, 3),
+        stage_entered_at=to_rfc3339(state.stage_entered_at),
+        last_event_at=None if state.last_event_at is None else to_rfc3339(state.last_event_at),
+        core_orders=state.core_orders,
+        referrals_converted=state.referrals_converted,
+        events_applied=state.events_applied,
+        first_touch=first_touch(state),
+        referred_by=state.referred_by,
+        model=model.label,
+    )

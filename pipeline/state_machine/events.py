@@ -1,0 +1,70 @@
+"""The input fact the engine consumes: one validated, normalized event.
+
+Wire envelopes (``schemas/*.v1.json``) are decoded and validated at the edge by
+:mod:`pipeline.contracts`, which builds these records. The engine never sees raw JSON.
+Times are integers: microseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+#: The three input families; an event's ``source`` is one of them.
+SOURCES: tuple[str, ...] = ("website", "email", "purchase")
+
+#: Event type the engine synthesizes for a referrer when a contact they referred converts.
+REFERRAL_CONVERTED = "referral_converted"
+
+
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """One applied-or-to-be-applied input event, already validated.
+
+    ``contact`` is the state key: the ``contact_id``, or ``anon:<anonymous_id>`` when only the
+    anonymous id is known. ``identified`` tells whether a ``contact_id`` was present.
+    """
+
+    event_id: str
+    event_type: str
+    source: str
+    contact: str
+    occurred_at: int
+    identified: bool
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    referred_by: str | None = None
+
+
+#: Every input event type, by family (the contract in ``schemas/`` says the same).
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "website": (
+        "page_view",
+        "form_submit",
+        "signup",
+        "content_download",
+        "demo_request",
+        "trial_start",
+        "offer_claimed",
+        "event_attended",
+        "add_to_cart",
+        "checkout_start",
+        "membership_joined",
+        "review_submitted",
+    ),
+    "email": (
+        "email_sent",
+        "email_delivered",
+        "email_opened",
+        "email_clicked",
+        "email_replied",
+        "email_unsubscribed",
+        "email_bounced",
+        "email_complained",
+    ),
+    "purchase": ("order_completed", "order_refunded"),
+}
+
+#: Event types a lifecycle model may name: every input type plus the engine's own.
+KNOWN_EVENT_TYPES: frozenset[str] = frozenset(
+    [t for types in EVENT_TYPES.values() for t in types] + [REFERRAL_CONVERTED]
+)

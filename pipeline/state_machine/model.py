@@ -1,0 +1,192 @@
+"""The compiled lifecycle model: stages, transitions, cooling rules, scoring and bands as data.
+
+A model is written as a TOML file (``models/default.toml``) and compiled by
+:mod:`pipeline.state_machine.loader` into the frozen types below. The engine reads only these
+types; it names no stage, no band and no reason code of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: State measures a rule's ``require`` may test (computed by the engine from contact state).
+MEASURES: tuple[str, ...] = ("core_orders", "core_order_span_days", "referrals_converted", "score")
+
+#: Clocks a time-driven cooling rule may count from (``since = ...``).
+CLOCKS: tuple[str, ...] = ("last_engagement", "last_core_order", "last_referral", "stage_entered")
+
+#: Comparison operators of a condition, e.g. ``rating = { le = 2 }``.
+OPERATORS: tuple[str, ...] = ("eq", "ne", "lt", "le", "gt", "ge", "in")
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One test of a value: ``value <op> operand``. A missing value never matches."""
+
+    key: str
+    op: str
+    operand: Any
+
+    def matches(self, value: Any) -> bool:
+        if value is None:
+            return False
+        op = self.op
+        try:
+            if op == "eq":
+                return bool(value == self.operand)
+            if op == "ne":
+                return bool(value != self.operand)
+            if op == "in":
+                return value in self.operand
+            if op == "lt":
+                return bool(value < self.operand)
+            if op == "le":
+                return bool(value <= self.operand)
+            if op == "gt":
+                return bool(value > self.operand)
+            return bool(value >= self.operand)
+        except TypeError:  # e.g. a string property compared with a number: no match
+            return False
+
+
+def all_match(tests: tuple[Comparison, ...], values: Mapping[str, Any]) -> bool:
+    """True when every comparison holds on ``values`` (an empty tuple always holds)."""
+    return all(test.matches(values.get(test.key)) for test in tests)
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Move a contact up to ``to`` (from any earlier stage) when the trigger and guards hold.
+
+    The trigger is an event (``on``, optionally narrowed by ``where`` on its properties) or the
+    contact's temperature being at least ``on_temperature`` after an event.
+    """
+
+    to: int
+    reason: str
+    on: frozenset[str]
+    on_temperature: int | None
+    where: tuple[Comparison, ...]
+    require: tuple[Comparison, ...]
+    min_stage: int
+    identified_only: bool
+    entry: str
+
+
+@dataclass(frozen=True, slots=True)
+class Regress:
+    """Move a contact down from ``from_stage`` to ``to``: on an event, or after a quiet period."""
+
+    from_stage: int
+    to: int
+    reason: str
+    on: frozenset[str]
+    where: tuple[Comparison, ...]
+    require: tuple[Comparison, ...]
+    after: int | None  # microseconds of quiet, for a time-driven rule
+    since: str | None  # one of CLOCKS, for a time-driven rule
+    entry: str
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """A temperature band. ``enter`` is reached from below; the band is left below ``leave_below``."""
+
+    name: str
+    enter: float
+    leave_below: float
+    enter_reason: str
+    leave_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstantBand:
+    """Events that put a contact into ``band`` at once: the score is raised to the band's entry."""
+
+    event_types: frozenset[str]
+    band: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PointsRule:
+    """Points for an event type when ``where`` holds; the first matching rule wins."""
+
+    event_type: str
+    where: tuple[Comparison, ...]
+    points: float
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A validated lifecycle model, indexed for the engine's hot path."""
+
+    name: str
+    version: int
+    description: str
+    stages: tuple[str, ...]
+    bands: tuple[Band, ...]
+    half_life: int  # microseconds
+    advances: tuple[Advance, ...]
+    regressions: tuple[Regress, ...]
+    instant: tuple[InstantBand, ...]
+    points: Mapping[str, tuple[PointsRule, ...]]
+    non_engagement: frozenset[str]
+    order_completed: str
+    order_refunded: str
+    counted_tier: str
+    alert_band: int
+    alert_identified_only: bool
+    respond_within: int  # microseconds
+    alert_max_reasons: int
+    dedup_window: int
+    order_memory: int
+    source_path: str = ""
+    # Indexes, derived in __post_init__.
+    advances_by_event: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
+    temperature_advances: tuple[Advance, ...] = field(default=(), compare=False)
+    advance_candidates: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
+    regress_by_stage_event: Mapping[tuple[int, str], tuple[Regress, ...]] = field(
+        default_factory=dict, compare=False
+    )
+    timed_by_stage: Mapping[int, tuple[Regress, ...]] = field(default_factory=dict, compare=False)
+    instant_by_event: Mapping[str, InstantBand] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        by_event: dict[str, list[Advance]] = {}
+        for rule in self.advances:
+            for event_type in rule.on:
+                by_event.setdefault(event_type, []).append(rule)
+        regress: dict[tuple[int, str], list[Regress]] = {}
+        timed: dict[int, list[Regress]] = {}
+        for down in self.regressions:
+            if down.after is not None:
+                timed.setdefault(down.from_stage, []).append(down)
+            for event_type in down.on:
+                regress.setdefault((down.from_stage, event_type), []).append(down)
+        instant: dict[str, InstantBand] = {}
+        for rule in self.instant:
+            for event_type in rule.event_types:
+                instant.setdefault(event_type, rule)
+        object.__setattr__(self, "advances_by_event", {k: tuple(v) for k, v in by_event.items()})
+        object.__setattr__(
+            self, "temperature_advances", tuple(r for r in self.advances if r.on_temperature is not None)
+        )
+        object.__setattr__(
+            self,
+            "advance_candidates",
+            {t: tuple(by_event.get(t, ())) + self.temperature_advances for t in by_event.keys() | self.points.keys()},
+        )
+        object.__setattr__(self, "regress_by_stage_event", {k: tuple(v) for k, v in regress.items()})
+        object.__setattr__(self, "timed_by_stage", {k: tuple(v) for k, v in timed.items()})
+        object.__setattr__(self, "instant_by_event", instant)
+
+    @property
+    def label(self) -> str:
+        """How transitions name the model: ``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    def stage_index(self, name: str) -> int:
+        return self.stages.index(name)

@@ -1,0 +1,144 @@
+"""Many contacts at once: contact states, a deadline index and the event-time clock.
+
+:class:`LifecycleProcessor` is the engine's runtime-independent driver, shared by the offline
+replay, the streaming worker (per partition) and the tests. It keeps an index of every contact's
+next deadline, so firing the cooling that is due costs in proportion to the contacts that are due,
+never a scan of all contacts. Before an event at time t is applied, every deadline <= t fires,
+in deadline order (ties by contact), so results do not depend on when a sweep runs.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+
+from .engine import decide, expire
+from .events import Event
+from .model import Model
+from .records import Alert, Transition
+from .state import ContactState
+
+
+class DeadlineIndex:
+    """Each contact's next deadline, in a heap with lazy deletion (stale entries are skipped)."""
+
+    def __init__(self) -> None:
+        self._due: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def get(self, contact: str) -> int | None:
+        return self._due.get(contact)
+
+    def set(self, contact: str, at: int | None) -> None:
+        """Record ``contact``'s next deadline (``None``: nothing pending)."""
+        if at is None:
+            self._due.pop(contact, None)
+            return
+        if self._due.get(contact) == at:
+            return
+        self._due[contact] = at
+        heapq.heappush(self._heap, (at, contact))
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            self._heap = [(due, c) for c, due in self._due.items()]
+            heapq.heapify(self._heap)
+
+    def earliest(self) -> int | None:
+        """The earliest pending deadline, or None."""
+        heap = self._heap
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: int) -> Iterator[tuple[int, str]]:
+        """Yield ``(deadline, contact)`` for every deadline <= now, earliest first, removing each."""
+        heap = self._heap
+        while heap:
+            at, contact = heap[0]
+            if self._due.get(contact) != at:
+                heapq.heappop(heap)
+                continue
+            if at > now:
+                return
+            heapq.heappop(heap)
+            del self._due[contact]
+            yield at, contact
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Outputs of one step of the processor, in the order they happened."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    duplicate: bool = False
+    referrals_applied: int = 0
+
+
+class LifecycleProcessor:
+    """Applies events and time to a set of contacts with one model.
+
+    ``states`` may be any mutable mapping (a dict, or a table of a streaming worker).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        states: MutableMapping[str, ContactState] | None = None,
+        deadlines: DeadlineIndex | None = None,
+    ) -> None:
+        self.model = model
+        self.states: MutableMapping[str, ContactState] = {} if states is None else states
+        self.deadlines = DeadlineIndex() if deadlines is None else deadlines
+        self.clock: int | None = None  # the latest event time or advance_to time seen
+
+    def track(self, state: ContactState) -> None:
+        """(Re)index a contact's next deadline, e.g. after loading states from storage."""
+        self.deadlines.set(state.contact, state.due)
+
+    def advance_to(self, now: int, outcome: Outcome | None = None) -> Outcome:
+        """Fire every deadline <= ``now`` across all contacts, earliest first."""
+        outcome = Outcome() if outcome is None else outcome
+        if self.clock is None or now > self.clock:
+            self.clock = now
+        for _, contact in self.deadlines.pop_due(now):
+            state = self.states.get(contact)
+            if state is None:
+                continue
+            expired = expire(state, now, self.model)
+            self.states[contact] = expired.state
+            outcome.transitions.extend(expired.transitions)
+            self.track(expired.state)
+        return outcome
+
+    def apply(self, event: Event) -> Outcome:
+        """Fire what is due by the event's time, then apply the event and any referral credit."""
+        outcome = Outcome()
+        at = event.occurred_at
+        if self.clock is None or at > self.clock:
+            earliest = self.deadlines.earliest()
+            if earliest is not None and earliest <= at:
+                self.advance_to(at, outcome)
+            self.clock = at
+        pending = [event]
+        first = True
+        while pending:
+            current = pending.pop(0)
+            decision = decide(self.states.get(current.contact), current, self.model)
+            if decision.duplicate:
+                if first:
+                    outcome.duplicate = True
+                    return outcome
+                continue
+            if not first:
+                outcome.referrals_applied += 1
+            first = False
+            self.states[current.contact] = decision.state
+            self.track(decision.state)
+            outcome.transitions.extend(decision.transitions)
+            outcome.alerts.extend(decision.alerts)
+            pending.extend(decision.referrals)
+        return outcome

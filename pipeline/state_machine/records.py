@@ -1,0 +1,81 @@
+"""The engine's output facts: transitions and alerts, plus a contact's public snapshot.
+
+Field names are the wire names of ``schemas/transition.v1.json`` and ``schemas/alert.v1.json``,
+so these records encode to JSON as they are.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Transition(msgspec.Struct, frozen=True, gc=False):
+    """A move of one contact: a stage advance or regression, or a temperature change.
+
+    ``stage``, ``temperature`` and ``score`` are the contact's values just after this move.
+    ``trigger_event_id`` is null for a time-driven move (cooling or score decay).
+    """
+
+    transition_id: str
+    contact_id: str
+    kind: str  # "stage" | "temperature"
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    direction: str = ""  # "advance" | "regress"
+    reason: str = ""
+    skipped: tuple[str, ...] = ()
+    trigger_event_id: str | None = None
+    occurred_at: str = ""
+    stage: str = ""
+    temperature: str = ""
+    score: float = 0.0
+    model: str = ""
+
+
+class AlertReason(msgspec.Struct, frozen=True, gc=False):
+    """One recent scoring event behind an alert."""
+
+    event_id: str
+    event_type: str
+    points: float
+
+
+class FirstTouch(msgspec.Struct, frozen=True, gc=False):
+    """Where a contact first came from: the family and utm fields of its first applied event."""
+
+    source: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+
+
+class Alert(msgspec.Struct, frozen=True, gc=False):
+    """``became_hot``: an identified contact entered the hot band; act before ``respond_by``."""
+
+    alert_id: str
+    type: str
+    contact_id: str
+    stage: str
+    score: float
+    occurred_at: str
+    respond_by: str
+    reasons: tuple[AlertReason, ...]
+    first_touch: FirstTouch
+    model: str
+
+
+class ContactSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """A contact's current standing, as ``leadflow replay --contacts`` writes it."""
+
+    contact_id: str
+    stage: str
+    temperature: str
+    score: float
+    stage_entered_at: str
+    last_event_at: str | None
+    core_orders: int
+    referrals_converted: int
+    events_applied: int
+    first_touch: FirstTouch
+    referred_by: str | None
+    model: str

@@ -1,0 +1,82 @@
+"""Contact state: everything the engine remembers about one contact, kept small.
+
+Millions of contacts must fit one worker, so the state is a compact, immutable record:
+stage and band as indexes into the model, times as integer microseconds, de-duplication memory as
+a ring of 8-byte event-id fingerprints (``dedup_window`` of them), and a bounded order memory.
+It serializes with msgspec (MessagePack, array-like) for the changelog and RocksDB.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+#: (order_id, tier, refunded) for the last few orders, oldest first.
+OrderMemo = tuple[str, str, bool]
+#: (event_id, event_type, points) for the last few scoring events, oldest first.
+ScoreMemo = tuple[str, str, float]
+#: (source, utm_source, utm_medium, utm_campaign) of the first applied event.
+TouchMemo = tuple[str | None, str | None, str | None, str | None]
+
+FINGERPRINT_SIZE = 8
+
+
+class ContactState(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One contact's state. ``clock`` is the latest time applied (event or fired deadline)."""
+
+    contact: str
+    identified: bool
+    stage: int = 0
+    band: int = 0
+    score: float = 0.0
+    score_at: int = 0
+    clock: int = 0
+    stage_entered_at: int = 0
+    last_event_at: int | None = None
+    last_engagement_at: int | None = None
+    core_orders: int = 0
+    first_core_order_at: int | None = None
+    last_core_order_at: int | None = None
+    referrals_converted: int = 0
+    last_referral_at: int | None = None
+    referred_by: str | None = None
+    events_applied: int = 0
+    first_touch: TouchMemo | None = None
+    scoring_events: tuple[ScoreMemo, ...] = ()
+    orders: tuple[OrderMemo, ...] = ()
+    seen: bytes = b""
+    due: int | None = None  # cache of engine.next_deadline(state).at: kept current by the engine
+
+
+def new_contact(contact: str, identified: bool, at: int) -> ContactState:
+    """A contact first seen at ``at``: first stage, first band, score 0. No transition is emitted."""
+    return ContactState(contact=contact, identified=identified, score_at=at, clock=at, stage_entered_at=at)
+
+
+def has_seen(seen: bytes, fingerprint: bytes) -> bool:
+    """Whether ``fingerprint`` is one of the remembered event ids (aligned match only)."""
+    start = seen.find(fingerprint)
+    while start != -1:
+        if start % FINGERPRINT_SIZE == 0:
+            return True
+        start = seen.find(fingerprint, start + 1)
+    return False
+
+
+def remember(seen: bytes, fingerprint: bytes, window: int) -> bytes:
+    """Add ``fingerprint``, forgetting the oldest beyond ``window`` entries."""
+    seen += fingerprint
+    overflow = len(seen) - window * FINGERPRINT_SIZE
+    return seen[overflow:] if overflow > 0 else seen
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(ContactState)
+
+
+def encode_state(state: ContactState) -> bytes:
+    """Compact binary form of a contact state (MessagePack)."""
+    return _ENCODER.encode(state)
+
+
+def decode_state(data: bytes) -> ContactState:
+    return _DECODER.decode(data)
