@@ -11,7 +11,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from .settings import Settings, SettingsError, from_env
 from .state_machine import LifecycleError, Model, resolve_model
 from .state_machine.clock import parse_rfc3339
 
@@ -115,6 +117,106 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "kafka", None):
+        overrides["bootstrap"] = args.kafka
+    if getattr(args, "broker_profile", None):
+        overrides["profile"] = args.broker_profile
+    for name in ("partitions", "model", "web_port", "sweep_clock", "sweep_interval", "app_id", "topic_prefix"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    overrides.update(extra)
+    try:
+        return from_env(**overrides)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .kafka_tools import ensure_topics
+    from .worker import run_worker
+
+    settings = _settings(args)
+    _model(settings.model)  # fail fast on a bad model, before connecting anywhere
+    if not args.no_create_topics:
+        try:
+            created = ensure_topics(settings)
+        except Exception as exc:  # kafka-python raises many kinds; all mean "cannot reach Kafka"
+            raise CliError(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
+        if created:
+            print(f"created topics: {', '.join(created)}", file=sys.stderr)
+    return run_worker(settings, loglevel=args.loglevel)
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from .kafka_tools import ProduceReport, numbered_lines, produce_lines
+
+    settings = _settings(args)
+
+    def progress(report: ProduceReport) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {report.total:,} published", end="", file=sys.stderr, flush=True)
+
+    try:
+        with (sys.stdin.buffer if args.file == "-" else open(args.file, "rb")) as stream:
+            report = produce_lines(numbered_lines(args.file, stream), settings, progress, pace=args.rate)
+    except OSError as exc:
+        raise CliError(f"{args.file}: {exc.strerror or exc}", EXIT_IO) from exc
+    except Exception as exc:
+        raise CliError(f"cannot publish to {settings.bootstrap}: {exc}", EXIT_IO) from exc
+    if sys.stderr.isatty():
+        print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+    for reason in report.rejected[:20]:
+        print(f"leadflow: skipped {reason}", file=sys.stderr)
+    if len(report.rejected) > 20:
+        print(f"leadflow: ... and {len(report.rejected) - 20} more lines skipped", file=sys.stderr)
+    per_topic = ", ".join(f"{topic} {n}" for topic, n in sorted(report.published.items()))
+    print(f"published {report.total} events ({per_topic or 'none'}); skipped {len(report.rejected)} lines",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from .kafka_tools import print_record, tail
+    from .topics import TopicNames
+
+    settings = _settings(args)
+    topic = TopicNames.of(settings).outputs[args.what]
+    try:
+        tail(topic, settings, args.from_beginning, print_record, stop_after=args.seconds, max_records=args.max)
+    except LookupError as exc:
+        raise CliError(str(exc), EXIT_IO) from exc
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .kafka_tools import ensure_topics
+
+    settings = _settings(args)
+    try:
+        created = ensure_topics(settings)
+    except Exception as exc:
+        raise CliError(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
+    print(f"created: {', '.join(created) or 'nothing (all topics exist)'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kafka", metavar="SERVERS", help="bootstrap servers (default: $LEADFLOW_KAFKA)")
+    parser.add_argument("--broker-profile", choices=("kafka", "tansu"), help="client settings profile")
+    parser.add_argument("--topic-prefix", help="prefix for every topic name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -145,6 +247,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--contacts", type=int, default=300)
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=cmd_sample)
+
+    w = sub.add_parser("worker", help="run a streaming worker (several can share the partitions)")
+    _kafka_options(w)
+    w.add_argument("--partitions", type=int, help="partitions of every topic (default $LEADFLOW_PARTITIONS or 8)")
+    w.add_argument("--model", metavar="FILE", help="model file or built-in name")
+    w.add_argument("--web-port", type=int, help="port of /healthz, /readyz, /metrics")
+    w.add_argument("--sweep-clock", choices=("wall", "event"), help="clock of the cooling sweep")
+    w.add_argument("--sweep-interval", type=float, help="seconds between cooling sweeps")
+    w.add_argument("--app-id", help="Faust app id and consumer group prefix")
+    w.add_argument("--no-create-topics", action="store_true", help="do not create missing topics")
+    w.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    w.set_defaults(func=cmd_worker)
+
+    pr = sub.add_parser("produce", help="publish a JSONL file of events; each line's 'source' picks the topic")
+    _kafka_options(pr)
+    pr.add_argument("file", metavar="FILE.jsonl", help="- = stdin")
+    pr.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    pr.set_defaults(func=cmd_produce)
+
+    t = sub.add_parser("tail", help="print output records as they arrive")
+    _kafka_options(t)
+    t.add_argument("what", choices=("transitions", "alerts", "deadletter"))
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--seconds", type=float, help="stop after this many seconds")
+    t.add_argument("--max", type=int, help="stop after this many records")
+    t.set_defaults(func=cmd_tail)
+
+    tp = sub.add_parser("topics", help="create every Leadflow topic that does not exist yet")
+    _kafka_options(tp)
+    tp.add_argument("--partitions", type=int)
+    tp.set_defaults(func=cmd_topics)
+
+    dm = sub.add_parser("demo", help="live demo: embedded broker, a worker and a journey simulator")
+    dm.add_argument("--kafka", metavar="SERVERS", help="use this Kafka instead of the embedded broker")
+    dm.add_argument("--contacts", type=int, default=300)
+    dm.add_argument("--rate", type=float, default=400.0, help="events per second published")
+    dm.add_argument("--quiet", action="store_true", help="print the summary only")
+    dm.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import msgspec
 
-from .contracts import DeadLetter, decode_event
+from .contracts import decode_event
 from .state_machine import Event, Model, snapshot
 from .state_machine.processor import LifecycleProcessor, Outcome
 
@@ -88,7 +88,7 @@ def _open(stack: ExitStack, path: str | None) -> IO[bytes] | None:
         return None
     if path == "-":
         return sys.stdout.buffer
-    return stack.enter_context(open(path, "wb"))  # noqa: SIM115
+    return stack.enter_context(open(path, "wb"))
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -180,7 +180,7 @@ def replay_files(
 ) -> ReplayStats:
     """:func:`replay` over paths (``-`` = stdin for the source, stdout for one output)."""
     with ExitStack() as stack:
-        stream = sys.stdin.buffer if source == "-" else stack.enter_context(open(source, "rb"))  # noqa: SIM115
+        stream = sys.stdin.buffer if source == "-" else stack.enter_context(open(source, "rb"))
         return replay(
             read_lines(stream),
             model,
@@ -199,7 +199,8 @@ def format_summary(stats: ReplayStats, model: Model) -> str:
     lines = [
         f"model {model.label}: read {stats.read}, applied {stats.applied}, duplicates {stats.duplicates}, "
         f"dead-lettered {stats.dead_letter_total}"
-        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(stats.dead_lettered.items()))})" if stats.dead_lettered else ""),
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(stats.dead_lettered.items()))})"
+           if stats.dead_lettered else ""),
         "transitions: "
         + (", ".join(f"{k} {d} {n}" for (k, d), n in sorted(stats.transitions.items())) or "none")
         + f"; became_hot alerts: {stats.alerts}; referral credits: {stats.referral_credits}",

@@ -203,7 +203,9 @@ _ARCHETYPES: list[tuple[str, float, Callable[[_Journey], None]]] = [
 ]
 
 
-def simulate(contacts: int = 300, seed: int = 7, start: datetime = DEFAULT_START, span_days: int = 120) -> list[Envelope]:
+def simulate(
+    contacts: int = 300, seed: int = 7, start: datetime = DEFAULT_START, span_days: int = 120
+) -> list[Envelope]:
     """Events of ``contacts`` journeys starting within ``span_days`` of ``start``, in time order.
 
     About one contact in eight is a loyal customer, half of whom bring a referred friend.

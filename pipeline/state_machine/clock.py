@@ -16,7 +16,7 @@ _EPOCH_DATE = date(1970, 1, 1)
 
 def days(n: float) -> int:
     """``n`` days in microseconds."""
-    return int(round(n * MICROS_PER_DAY))
+    return round(n * MICROS_PER_DAY)
 
 
 def to_rfc3339(micros: int) -> str:

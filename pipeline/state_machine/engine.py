@@ -54,7 +54,7 @@ def decayed_score(score: float, score_at: int, at: int, half_life: int) -> float
     """The score at time ``at``; elapsed time clamps at 0 for an out-of-order event."""
     if at <= score_at or score == 0.0:
         return score
-    return score * 2.0 ** (-(at - score_at) / half_life)
+    return float(score * 2.0 ** (-(at - score_at) / half_life))
 
 
 def band_for(model: Model, current: int, score: float) -> int:
@@ -179,7 +179,9 @@ def expire(state: ContactState, now: int, model: Model) -> Decision:
             band = band_for(model, old, score)
             if band == old:  # float edge: step just past the crossing
                 band = old - 1
-            state = _replace(state, score=score, score_at=max(at, state.score_at), band=band, clock=max(state.clock, at))
+            state = _replace(
+                state, score=score, score_at=max(at, state.score_at), band=band, clock=max(state.clock, at)
+            )
             transitions.append(_band_transition(model, state, old, model.bands[old].leave_reason, None, at))
         else:
             rule = deadline.rule
@@ -196,6 +198,9 @@ def _first_touch(event: Event) -> tuple[str | None, str | None, str | None, str 
 
 
 def _points(model: Model, event: Event) -> float:
+    flat = model.flat_points.get(event.event_type)
+    if flat is not None:
+        return flat
     for rule in model.points.get(event.event_type, ()):
         if all_match(rule.where, event.properties):
             return rule.points
@@ -234,16 +239,22 @@ def _choose_regress(model: Model, state: ContactState, event: Event) -> Regress 
     return None
 
 
-def _apply_orders(model: Model, state: ContactState, event: Event, at: int) -> tuple[dict[str, Any], bool]:
-    """Order bookkeeping for a completed or refunded order; returns changes and 'first core order'."""
+class _OrderEffect(NamedTuple):
+    changes: dict[str, Any]
+    first_core: bool  # this completes the contact's first counted-tier order
+    repeat: bool  # an order already known, reported again under another event id
+
+
+def _apply_orders(model: Model, state: ContactState, event: Event, at: int) -> _OrderEffect:
+    """Order bookkeeping for a completed or refunded order."""
     props = event.properties
     order_id = props.get("order_id")
     if not isinstance(order_id, str):
-        return {}, False
+        return _OrderEffect({}, False, False)
     known = next((memo for memo in state.orders if memo[0] == order_id), None)
     if event.event_type == model.order_completed:
-        if known is not None:  # the same order reported twice: count it once
-            return {}, False
+        if known is not None:  # the shop reported the same order again: it changes nothing
+            return _OrderEffect({}, False, True)
         tier = props.get("tier")
         tier = tier if isinstance(tier, str) else ""
         orders = (*state.orders, (order_id, tier, False))[-model.order_memory :]
@@ -254,14 +265,14 @@ def _apply_orders(model: Model, state: ContactState, event: Event, at: int) -> t
             changes["core_orders"] = state.core_orders + 1
             changes["first_core_order_at"] = at if first_core else min(at, state.first_core_order_at or at)
             changes["last_core_order_at"] = max(at, state.last_core_order_at or at)
-        return changes, first_core
+        return _OrderEffect(changes, first_core, False)
     if known is None or known[2]:  # unknown or already refunded order: nothing to undo
-        return {}, False
+        return _OrderEffect({}, False, False)
     orders = tuple((o, t, True) if o == order_id else (o, t, r) for o, t, r in state.orders)
     changes = {"orders": orders}
     if known[1] == model.counted_tier:
         changes["core_orders"] = max(0, state.core_orders - 1)
-    return changes, False
+    return _OrderEffect(changes, False, False)
 
 
 def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
@@ -278,6 +289,10 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         expired = expire(state, at, model)
         state, transitions = expired.state, expired.transitions
 
+    # A late (out-of-order) event takes effect at the contact's present: its points add to the score
+    # as of the clock and a stage it moves to is entered now, so no deadline is ever scheduled behind
+    # the clock (it would fire "in the past", twice with one id, and depend on when a sweep ran).
+    now = max(at, state.clock)
     event_type = event.event_type
     changes: dict[str, Any] = {
         "seen": remember(state.seen, fingerprint, model.dedup_window),
@@ -295,18 +310,19 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         changes["referred_by"] = event.referred_by
     if event.identified and not state.identified:
         changes["identified"] = True
-    first_core = False
+    first_core = repeat_order = False
     if event_type == model.order_completed or event_type == model.order_refunded:
-        order_changes, first_core = _apply_orders(model, state, event, at)
-        changes.update(order_changes)
+        effect = _apply_orders(model, state, event, at)
+        changes.update(effect.changes)
+        first_core, repeat_order = effect.first_core, effect.repeat
     elif event_type == REFERRAL_CONVERTED:
         changes["referrals_converted"] = state.referrals_converted + 1
         last = state.last_referral_at
         changes["last_referral_at"] = at if last is None else max(at, last)
 
     # Score and temperature.
-    score = decayed_score(state.score, state.score_at, at, model.half_life)
-    points = _points(model, event) if engaged else 0.0
+    score = decayed_score(state.score, state.score_at, now, model.half_life)
+    points = _points(model, event) if engaged and not repeat_order else 0.0
     score = max(0.0, score + points)
     old_band = state.band
     band_reason = ""
@@ -316,7 +332,7 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         band_reason = instant.reason
     band = band_for(model, old_band, score)
     changes["score"] = score
-    changes["score_at"] = max(at, state.score_at)
+    changes["score_at"] = max(now, state.score_at)
     changes["band"] = band
     if points:
         memo = (event.event_id, event_type, points)
@@ -331,14 +347,15 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
 
     # Stage.
     old_stage = state.stage
-    advance = _choose_advance(model, state, event)
+    # A repeated order report is remembered (de-duplication) but moves nothing.
+    advance = None if repeat_order else _choose_advance(model, state, event)
     if advance is not None:
-        state = _replace(state, stage=advance.to, stage_entered_at=at)
+        state = _replace(state, stage=advance.to, stage_entered_at=now)
         transitions.append(_stage_transition(model, state, old_stage, advance.reason, event.event_id, at))
     else:
-        regress = _choose_regress(model, state, event)
+        regress = None if repeat_order else _choose_regress(model, state, event)
         if regress is not None:
-            state = _replace(state, stage=regress.to, stage_entered_at=at)
+            state = _replace(state, stage=regress.to, stage_entered_at=now)
             transitions.append(_stage_transition(model, state, old_stage, regress.reason, event.event_id, at))
 
     alerts: list[Alert] = []

@@ -153,6 +153,7 @@ class Model:
     )
     timed_by_stage: Mapping[int, tuple[Regress, ...]] = field(default_factory=dict, compare=False)
     instant_by_event: Mapping[str, InstantBand] = field(default_factory=dict, compare=False)
+    flat_points: Mapping[str, float] = field(default_factory=dict, compare=False)  # types without `where`
 
     def __post_init__(self) -> None:
         by_event: dict[str, list[Advance]] = {}
@@ -167,9 +168,9 @@ class Model:
             for event_type in down.on:
                 regress.setdefault((down.from_stage, event_type), []).append(down)
         instant: dict[str, InstantBand] = {}
-        for rule in self.instant:
-            for event_type in rule.event_types:
-                instant.setdefault(event_type, rule)
+        for instant_rule in self.instant:
+            for event_type in instant_rule.event_types:
+                instant.setdefault(event_type, instant_rule)
         object.__setattr__(self, "advances_by_event", {k: tuple(v) for k, v in by_event.items()})
         object.__setattr__(
             self, "temperature_advances", tuple(r for r in self.advances if r.on_temperature is not None)
@@ -182,6 +183,11 @@ class Model:
         object.__setattr__(self, "regress_by_stage_event", {k: tuple(v) for k, v in regress.items()})
         object.__setattr__(self, "timed_by_stage", {k: tuple(v) for k, v in timed.items()})
         object.__setattr__(self, "instant_by_event", instant)
+        object.__setattr__(
+            self,
+            "flat_points",
+            {t: rules[0].points for t, rules in self.points.items() if len(rules) == 1 and not rules[0].where},
+        )
 
     @property
     def label(self) -> str:

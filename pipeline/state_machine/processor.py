@@ -10,10 +10,10 @@ in deadline order (ties by contact), so results do not depend on when a sweep ru
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
-from .engine import decide, expire
+from .engine import Decision, decide, expire
 from .events import Event
 from .model import Model
 from .records import Alert, Transition
@@ -76,12 +76,15 @@ class Outcome:
     alerts: list[Alert] = field(default_factory=list)
     duplicate: bool = False
     referrals_applied: int = 0
+    routed: list[Event] = field(default_factory=list)  # credit for contacts another processor owns
 
 
 class LifecycleProcessor:
     """Applies events and time to a set of contacts with one model.
 
-    ``states`` may be any mutable mapping (a dict, or a table of a streaming worker).
+    ``states`` may be any mutable mapping (a dict, or a table of a streaming worker). ``owns``
+    says whether a contact belongs to this processor; referral credit for a contact it does not
+    own is returned in ``Outcome.routed`` for the caller to deliver (a streaming partition).
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class LifecycleProcessor:
         model: Model,
         states: MutableMapping[str, ContactState] | None = None,
         deadlines: DeadlineIndex | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.model = model
+        self.owns = owns
         self.states: MutableMapping[str, ContactState] = {} if states is None else states
         self.deadlines = DeadlineIndex() if deadlines is None else deadlines
         self.clock: int | None = None  # the latest event time or advance_to time seen
@@ -123,22 +128,29 @@ class LifecycleProcessor:
             if earliest is not None and earliest <= at:
                 self.advance_to(at, outcome)
             self.clock = at
-        pending = [event]
-        first = True
-        while pending:
-            current = pending.pop(0)
-            decision = decide(self.states.get(current.contact), current, self.model)
-            if decision.duplicate:
-                if first:
-                    outcome.duplicate = True
-                    return outcome
+        decision = decide(self.states.get(event.contact), event, self.model)
+        if decision.duplicate:
+            outcome.duplicate = True
+            return outcome
+        self._record(decision, outcome)
+        pending = decision.referrals
+        while pending:  # referral credit: applied to the referrer at the same time
+            credit = pending.pop(0)
+            if self.owns is not None and not self.owns(credit.contact):
+                outcome.routed.append(credit)
                 continue
-            if not first:
+            decision = decide(self.states.get(credit.contact), credit, self.model)
+            if not decision.duplicate:
                 outcome.referrals_applied += 1
-            first = False
-            self.states[current.contact] = decision.state
-            self.track(decision.state)
-            outcome.transitions.extend(decision.transitions)
-            outcome.alerts.extend(decision.alerts)
-            pending.extend(decision.referrals)
+                self._record(decision, outcome)
+                pending.extend(decision.referrals)
         return outcome
+
+    def _record(self, decision: Decision, outcome: Outcome) -> None:
+        state = decision.state
+        self.states[state.contact] = state
+        self.deadlines.set(state.contact, state.due)
+        if decision.transitions:
+            outcome.transitions.extend(decision.transitions)
+        if decision.alerts:
+            outcome.alerts.extend(decision.alerts)

@@ -1,0 +1,183 @@
+"""Wiring: builds the Faust app, its topics, table, agents, timers and ingest consumers.
+
+This is the only module that knows how the pieces fit. A worker is ``build_worker(settings)``
+followed by ``app.main()`` (see :mod:`pipeline.cli` ``leadflow worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+from faust.streams import _current_event
+
+from .consumers.contacts import ContactRuntime
+from .consumers.ingest import SourceConsumer
+from .consumers.wire import SweepTick, encode
+from .faust_tuning import LeadflowTransport
+from .settings import Settings
+from .state_machine import SOURCES, Model, decode_state, encode_state, resolve_model
+from .state_machine.state import ContactState
+from .topics import CONTACTS_TABLE, TopicNames
+
+log = logging.getLogger("leadflow")
+
+
+class ContactStateCodec(codecs.Codec):
+    """Contact states in the table and its changelog: compact MessagePack."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_state(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_state(s)
+
+
+codecs.register("leadflow_state", ContactStateCodec())
+
+
+@dataclass
+class Worker:
+    """A built worker: the Faust app plus handles the CLI, health checks and tests use."""
+
+    app: faust.App
+    settings: Settings
+    model: Model
+    topics: TopicNames
+    runtime: ContactRuntime
+    ingest: list[SourceConsumer] = field(default_factory=list)
+    table: Any = None
+
+    def readiness(self) -> dict[str, Any]:
+        """What is not ready yet (empty ``problems`` = ready)."""
+        problems: list[str] = []
+        assignment = self.app.assignor.assigned_actives()
+        if not any(tp.topic == self.topics.contact_events for tp in assignment):
+            problems.append("contact processor: no partitions assigned yet")
+        if not self.app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            problems.append("contact table: changelog recovery not finished")
+        for consumer in self.ingest:
+            if not consumer.assigned:
+                problems.append(f"ingest {consumer.family}: no partitions assigned yet")
+        return {"ready": not problems, "problems": problems}
+
+
+def _faust_settings(settings: Settings) -> dict[str, Any]:
+    broker = settings.broker
+    servers = [f"kafka://{server.strip()}" for server in settings.bootstrap.split(",") if server.strip()]
+    return {
+        "broker": servers,
+        "store": "rocksdb://" if settings.store == "rocksdb" else "memory://",
+        "datadir": settings.data_dir,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": broker["replication_factor"],
+        "topic_allow_declare": True,
+        "table_standby_replicas": 0,
+        "broker_session_timeout": broker["session_timeout_ms"] / 1000,
+        "broker_heartbeat_interval": broker["heartbeat_interval_ms"] / 1000,
+        "broker_rebalance_timeout": broker["rebalance_timeout_ms"] / 1000,
+        "broker_commit_interval": 0.5,
+        "consumer_auto_offset_reset": "earliest",
+        "consumer_max_fetch_size": 4 * 1024 * 1024,
+        "producer_acks": -1,
+        "producer_linger": 0.002,
+        "processing_guarantee": "at_least_once",
+        "stream_buffer_maxsize": 8192,
+        "web_port": settings.web_port,
+        "web_bind": settings.web_bind,
+        "web_enabled": True,
+        "web_in_thread": False,
+    }
+
+
+def build_worker(settings: Settings) -> Worker:
+    """Build (but do not start) a worker for ``settings``."""
+    model = resolve_model(settings.model)
+    topics = TopicNames.of(settings)
+    app = faust.App(settings.app_id, autodiscover=False, **_faust_settings(settings))
+    app.transport = LeadflowTransport(
+        app.conf.broker_consumer, app, fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"]
+    )
+    contact_topic = app.topic(
+        topics.contact_events,
+        value_serializer="raw",
+        key_serializer="raw",
+        partitions=settings.partitions,
+        internal=False,
+    )
+    table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str)
+    # Faust derives a table's serializers from its types; contact states are msgspec structs
+    # with their own codec. Set before the changelog topic is created (at worker start).
+    table.key_serializer = "json"  # type: ignore[attr-defined]
+    table.value_serializer = "leadflow_state"  # type: ignore[attr-defined]
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    runtime = ContactRuntime(model, settings, table, send)
+    worker = Worker(app=app, settings=settings, model=model, topics=topics, runtime=runtime, table=table)
+
+    def table_writer(events: list[Any]) -> Any:
+        by_partition = {event.message.partition: event for event in events}
+
+        def write(partition: int, staged: dict[str, ContactState]) -> None:
+            # The table sends each write to the changelog partition of the current event.
+            _current_event.set(weakref.ref(by_partition[partition]))
+            for key, state in staged.items():
+                table[key] = state
+
+        return write
+
+    @app.agent(contact_topic, name="leadflow.contacts")
+    async def process_contacts(stream: Any) -> None:
+        async for events in stream.take_events(4096, within=settings.reorder_window):
+            await runtime.handle([(event.message.partition, event.value) for event in events], table_writer(events))
+
+    @app.timer(settings.sweep_interval, name="leadflow.sweep")  # type: ignore[untyped-decorator]
+    async def sweep() -> None:
+        """Ask each owned partition to fire the cooling that is due by now (wall-clock mode)."""
+        if settings.sweep_clock != "wall":
+            return
+        tick = encode(SweepTick(clock=time.time_ns() // 1000))
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == topics.contact_events:
+                await app.producer.send(tp.topic, None, tick, tp.partition, None, None)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        runtime.forget([tp.partition for tp in revoked if tp.topic == topics.contact_events])
+
+    for family in SOURCES:
+        worker.ingest.append(SourceConsumer(family, settings, _ProducerAdapter(app)))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def run_ingest() -> None:
+        await asyncio.gather(*(consumer.run() for consumer in worker.ingest))
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"alive": True})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        report = worker.readiness()
+        return web.json(report, status=200 if report["ready"] else 503)
+
+    return worker
+
+
+class _ProducerAdapter:
+    """The aiokafka-style ``send(topic, value, key=, partition=)`` the ingest consumers use,
+    over the Faust app's producer (one producer per worker)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> Any:
+        return await self.app.producer.send(topic, key, value, partition, None, None)

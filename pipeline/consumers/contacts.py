@@ -1,0 +1,229 @@
+"""The contact processor: owns contact state per partition and runs the lifecycle engine.
+
+It consumes the internal ``contact-events`` topic in batches (``take_events``), so the stream
+processor's per-message cost is paid per batch. For each partition in a batch it:
+
+1. sorts the batch's events by (occurred_at, event_id): a contact's events from different input
+   topics that arrive within the reorder window are applied in event-time order; one that arrives
+   later than that is still applied (never dropped) and counted as ``late``;
+2. applies them with the same :class:`LifecycleProcessor` the offline replay uses (deadlines <= t
+   fire before an event at t; referral credit for a referrer in another partition is routed there);
+3. fires the cooling that a sweep tick says is due;
+4. publishes transitions, alerts and routed referral credits and waits for the broker's acks;
+5. only then writes the changed contact states to the table (changelog), once per contact.
+
+Faust acknowledges the batch after this returns, and commits offsets only after flushing the
+producer: a crash anywhere repeats work (same ids, same content) but never loses it, and the
+per-contact de-duplication memory makes a repeated event a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..settings import Settings
+from ..state_machine import REFERRAL_CONVERTED, ContactState, Event, Model
+from ..state_machine.processor import DeadlineIndex, LifecycleProcessor, Outcome
+from ..topics import TopicNames, partition_for
+from . import wire
+
+log = logging.getLogger(__name__)
+
+_encode_json = msgspec.json.Encoder().encode
+Send = Callable[..., Awaitable[Awaitable[Any]]]
+
+
+class StagedStates(MutableMapping[str, ContactState]):
+    """Contact states of one partition: reads through to the table, writes staged until flushed."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.staged: dict[str, ContactState] = {}
+
+    def __getitem__(self, key: str) -> ContactState:
+        state = self.staged.get(key)
+        if state is None:
+            state = self.table.get(key)
+            if state is None:
+                raise KeyError(key)
+        return state
+
+    def get(self, key: str, default: Any = None) -> Any:
+        state = self.staged.get(key)
+        if state is None:
+            state = self.table.get(key)
+        return default if state is None else state
+
+    def __setitem__(self, key: str, value: ContactState) -> None:
+        self.staged[key] = value
+
+    def __delitem__(self, key: str) -> None:  # contacts are never deleted by the engine
+        raise TypeError("contact states are not deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def take_staged(self) -> dict[str, ContactState]:
+        staged, self.staged = self.staged, {}
+        return staged
+
+
+@dataclass(slots=True)
+class ProcessorCounts:
+    """What the contact processor did since it started (exported as metrics)."""
+
+    applied: int = 0
+    duplicates: int = 0
+    late: int = 0
+    transitions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    alerts: int = 0
+    referral_credits_routed: int = 0
+    batches: int = 0
+
+
+class PartitionRuntime:
+    """One partition's processor: its contacts' states, deadline index and clock."""
+
+    def __init__(self, partition: int, model: Model, table: MutableMapping[str, Any], partitions: int) -> None:
+        self.partition = partition
+        self.states = StagedStates(table)
+        self.processor = LifecycleProcessor(
+            model,
+            self.states,
+            DeadlineIndex(),
+            owns=lambda contact: partition_for(contact, partitions) == partition,
+        )
+        self.last_applied: int | None = None  # latest event time applied, for lateness
+        started = time.perf_counter()
+        for key in list(table):
+            if partition_for(key, partitions) == partition:
+                state = table.get(key)
+                if state is not None:
+                    self.processor.track(state)
+        log.info(
+            "partition %d: indexed %d pending deadlines in %.3fs",
+            partition,
+            len(self.processor.deadlines),
+            time.perf_counter() - started,
+        )
+
+
+class ContactRuntime:
+    """Runs the engine for the partitions this worker owns; the Faust agent calls :meth:`handle`."""
+
+    def __init__(
+        self,
+        model: Model,
+        settings: Settings,
+        table: MutableMapping[str, Any],
+        send: Send,
+        now_micros: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.table = table
+        self.send = send
+        self.now_micros = now_micros
+        self.topics = TopicNames.of(settings)
+        self.partitions: dict[int, PartitionRuntime] = {}
+        self.counts = ProcessorCounts()
+
+    def runtime(self, partition: int) -> PartitionRuntime:
+        runtime = self.partitions.get(partition)
+        if runtime is None:
+            runtime = PartitionRuntime(partition, self.model, self.table, self.settings.partitions)
+            self.partitions[partition] = runtime
+        return runtime
+
+    def forget(self, partitions: Sequence[int]) -> None:
+        """Partitions revoked: their state may change elsewhere; rebuild if they come back."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    async def handle(
+        self,
+        messages: Sequence[tuple[int, bytes]],
+        write: Callable[[int, dict[str, ContactState]], None],
+    ) -> None:
+        """Process one batch of internal messages ``(partition, value)``; ``write`` stores a
+        partition's changed states (the table write, called after outputs are acknowledged)."""
+        grouped: dict[int, tuple[list[Event], list[int]]] = {}
+        for partition, value in messages:
+            try:
+                message = wire.decode(value)
+            except msgspec.DecodeError:
+                log.error("partition %d: undecodable internal message skipped (%d bytes)", partition, len(value))
+                continue
+            events, ticks = grouped.setdefault(partition, ([], []))
+            if isinstance(message, wire.ContactBatch):
+                events.extend(message.events)
+            else:
+                ticks.append(message.clock)
+        pending: list[Awaitable[Any]] = []
+        for partition, (events, ticks) in grouped.items():
+            outcome = self._process(self.runtime(partition), events, ticks)
+            pending.extend(await self._publish(outcome))
+        if pending:
+            await asyncio.gather(*pending)
+        for partition in grouped:
+            staged = self.partitions[partition].states.take_staged()
+            if staged:
+                write(partition, staged)
+        self.counts.batches += 1
+
+    def _process(self, runtime: PartitionRuntime, events: list[Event], ticks: list[int]) -> Outcome:
+        processor = runtime.processor
+        total = Outcome()
+        counts = self.counts
+        events.sort(key=_event_order)
+        for event in events:
+            if runtime.last_applied is not None and event.occurred_at < runtime.last_applied:
+                counts.late += 1
+            else:
+                runtime.last_applied = event.occurred_at
+            outcome = processor.apply(event)
+            if outcome.duplicate:
+                counts.duplicates += 1
+                continue
+            if event.event_type != REFERRAL_CONVERTED:
+                counts.applied += 1
+            total.transitions.extend(outcome.transitions)
+            total.alerts.extend(outcome.alerts)
+            total.referrals_applied += outcome.referrals_applied
+            total.routed.extend(outcome.routed)
+        if ticks and self.settings.sweep_clock == "wall":
+            processor.advance_to(max(ticks), total)
+        return total
+
+    async def _publish(self, outcome: Outcome) -> list[Awaitable[Any]]:
+        futures: list[Awaitable[Any]] = []
+        transitions = self.counts.transitions
+        for transition in outcome.transitions:
+            key = (transition.kind, transition.from_, transition.to, transition.direction)
+            transitions[key] = transitions.get(key, 0) + 1
+            futures.append(
+                await self.send(self.topics.transitions, transition.contact_id.encode(), _encode_json(transition))
+            )
+        for alert in outcome.alerts:
+            futures.append(await self.send(self.topics.alerts, alert.contact_id.encode(), _encode_json(alert)))
+        self.counts.alerts += len(outcome.alerts)
+        for credit in outcome.routed:  # referral credit, to the partition that owns the referrer
+            data = wire.encode(wire.ContactBatch([credit]))
+            partition = partition_for(credit.contact, self.settings.partitions)
+            futures.append(await self.send(self.topics.contact_events, None, data, partition=partition))
+        self.counts.referral_credits_routed += len(outcome.routed)
+        return futures
+
+
+def _event_order(event: Event) -> tuple[int, str]:
+    return (event.occurred_at, event.event_id)

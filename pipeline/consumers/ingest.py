@@ -1,0 +1,159 @@
+"""Source consumers: one per input family (website, email, purchase).
+
+Each reads its input topic in large polls (aiokafka ``getmany``), decodes and validates every
+message with the shared contract code, dead-letters what cannot be applied (with the topic,
+partition and offset of the input), and forwards the valid events to the internal
+``contact-events`` topic: one message per target partition per poll, so the stream processor's
+per-message cost is paid per batch, not per event. Input offsets are committed only after every
+forwarded message and dead letter was acknowledged by the broker: at-least-once, and the contact
+processor drops what a redelivery repeats.
+
+No business rule lives here: decode, validate, route, publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ..contracts import DeadLetter, decode_message, encode_deadletter
+from ..settings import Settings
+from ..state_machine import Event
+from ..topics import TopicNames, partition_for
+from . import wire
+
+log = logging.getLogger(__name__)
+
+#: Events per internal message (keeps each message well under the broker's 1 MB default).
+CHUNK = 500
+
+
+class Producer(Protocol):
+    """Sends one record; awaiting the call returns a future for the broker's acknowledgement."""
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> Awaitable[Any]: ...
+
+
+@dataclass(slots=True)
+class IngestCounts:
+    """What one source consumer did since it started (exported as metrics)."""
+
+    messages: int = 0
+    events: Counter[str] = field(default_factory=Counter)  # by event type
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # by error code
+    forwarded_messages: int = 0
+
+
+class SourceConsumer:
+    """Consumes one family's input topic and forwards it, keyed by contact, to the processor."""
+
+    def __init__(
+        self,
+        family: str,
+        settings: Settings,
+        producer: Producer,
+        on_batch: Callable[[str, IngestCounts], None] | None = None,
+    ) -> None:
+        self.family = family
+        self.settings = settings
+        self.topics = TopicNames.of(settings)
+        self.topic = self.topics.inputs[family]
+        self.producer = producer
+        self.counts = IngestCounts()
+        self.on_batch = on_batch
+        self.assigned = False
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        broker = self.settings.broker
+        return AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.settings.bootstrap,
+            group_id=f"{self.settings.app_id}-ingest-{self.family}",
+            client_id=f"{self.settings.app_id}-ingest-{self.family}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.ingest_batch,
+            fetch_max_wait_ms=broker["fetch_max_wait_ms"],
+            session_timeout_ms=broker["session_timeout_ms"],
+            heartbeat_interval_ms=broker["heartbeat_interval_ms"],
+            rebalance_timeout_ms=broker["rebalance_timeout_ms"],
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+
+    async def run(self) -> None:
+        """Consume until cancelled; survives broker hiccups by retrying with backoff."""
+        delay = 0.5
+        while True:
+            consumer = self._new_consumer()
+            self._consumer = consumer
+            try:
+                await consumer.start()
+                delay = 0.5
+                await self._loop(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ingest %s: consumer failed; restarting in %.1fs", self.family, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                self.assigned = False
+                try:
+                    await consumer.stop()
+                except Exception:  # pragma: no cover - best effort on shutdown
+                    log.debug("ingest %s: error while stopping consumer", self.family, exc_info=True)
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            records = await consumer.getmany(timeout_ms=200, max_records=self.settings.ingest_batch)
+            self.assigned = bool(consumer.assignment())
+            if not records:
+                continue
+            await self.forward(records)
+            await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in records.items()})
+
+    async def forward(self, records: dict[TopicPartition, list[object]]) -> None:
+        """Decode a poll's messages, publish events by partition and dead letters; wait for acks."""
+        received_at = time.time_ns() // 1000
+        partitions = self.settings.partitions
+        by_partition: dict[int, list[Event]] = {}
+        dead_letters: list[DeadLetter] = []
+        pending: list[Awaitable[object]] = []
+        counts = self.counts
+        for tp, messages in records.items():
+            for message in messages:
+                counts.messages += 1
+                value = getattr(message, "value", None) or b""
+                for item in decode_message(value, family=self.family, received_at=received_at):
+                    if isinstance(item, Event):
+                        counts.events[item.event_type] += 1
+                        by_partition.setdefault(partition_for(item.contact, partitions), []).append(item)
+                    else:
+                        counts.dead_lettered[item.error_code] += 1
+                        offset = getattr(message, "offset", -1)
+                        dead_letters.append(
+                            msgspec.structs.replace(item, topic=tp.topic, partition=tp.partition, offset=offset)
+                        )
+        for dead in dead_letters:
+            key = dead.event_id.encode() if dead.event_id else None
+            pending.append(await self.producer.send(self.topics.deadletter, encode_deadletter(dead), key=key))
+        for partition, events in by_partition.items():
+            for start in range(0, len(events), CHUNK):
+                data = wire.encode(wire.ContactBatch(events[start : start + CHUNK]))
+                pending.append(await self.producer.send(self.topics.contact_events, data, partition=partition))
+                counts.forwarded_messages += 1
+        if pending:
+            await asyncio.gather(*pending)
+        if self.on_batch is not None:
+            self.on_batch(self.family, counts)

@@ -1,0 +1,38 @@
+"""The internal message format of the ``contact-events`` topic (MessagePack).
+
+One message carries many events for one partition (amortizing the per-message cost of the stream
+processor), or a sweep tick telling the partition's owner to fire the cooling due by ``clock``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..state_machine import Event
+
+
+class ContactBatch(msgspec.Struct, frozen=True, array_like=True, tag="events"):
+    """Validated events for contacts of one partition, in the order they were read."""
+
+    events: list[Event]
+
+
+class SweepTick(msgspec.Struct, frozen=True, array_like=True, tag="tick"):
+    """Fire the cooling due by ``clock`` (microseconds) for this partition's contacts."""
+
+    clock: int
+
+
+Internal = ContactBatch | SweepTick
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Internal)
+
+
+def encode(message: Internal) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(data: bytes) -> Internal:
+    message: Internal = _decoder.decode(data)
+    return message

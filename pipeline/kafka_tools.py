@@ -1,0 +1,220 @@
+"""Client tools on kafka-python: create topics, publish a JSONL file, tail an output topic.
+
+These are the simplest producers and subscribers of Leadflow: what a web tracker, an email tool
+or a shop does to publish events, and what a sales tool does to receive alerts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from .settings import Settings
+from .state_machine import SOURCES
+from .topics import TopicNames
+
+DAY_MS = 86_400_000
+#: Retention by topic role (Apache Kafka; the embedded broker keeps everything in memory).
+RETENTION_MS = {"input": 7 * DAY_MS, "internal": 7 * DAY_MS, "output": 30 * DAY_MS}
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every Leadflow topic that does not exist yet; return the names created."""
+    names = TopicNames.of(settings)
+    roles = {topic: "input" for topic in names.inputs.values()}
+    roles.update({names.transitions: "output", names.alerts: "output", names.deadletter: "output"})
+    roles[names.contact_events] = "internal"
+    replication = settings.broker["replication_factor"]
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=topic,
+                num_partitions=settings.partitions,
+                replication_factor=replication,
+                topic_configs={"retention.ms": str(RETENTION_MS[role])} if settings.profile == "kafka" else {},
+            )
+            for topic, role in roles.items()
+            if topic not in existing
+        ]
+        created = []
+        for topic in wanted:
+            try:
+                admin.create_topics([topic], timeout_ms=int(timeout * 1000))
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        deadline = time.monotonic() + timeout
+        while created and time.monotonic() < deadline:
+            if set(created) <= set(admin.list_topics()):
+                break
+            time.sleep(0.1)
+        return created
+    finally:
+        admin.close()
+
+
+@dataclass(slots=True)
+class ProduceReport:
+    """What ``leadflow produce`` did: lines published per topic and lines it could not route."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    rejected: list[str] = field(default_factory=list)  # "file:line: reason"
+
+    @property
+    def total(self) -> int:
+        return sum(self.published.values())
+
+
+def route(line: bytes, where: str, names: TopicNames) -> tuple[str, bytes | None] | str:
+    """The topic and key for one JSONL line, or the reason it cannot be routed."""
+    try:
+        envelope = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"{where}: not JSON ({exc})"
+    if not isinstance(envelope, dict):
+        return f"{where}: not a JSON object"
+    source = envelope.get("source")
+    if source not in SOURCES:
+        return f"{where}: field 'source' must be one of {', '.join(SOURCES)} (got {source!r})"
+    identity = envelope.get("contact_id") or envelope.get("anonymous_id")
+    key = identity.encode() if isinstance(identity, str) else None
+    return names.inputs[source], key
+
+
+def produce_lines(
+    lines: Iterable[tuple[str, bytes]],
+    settings: Settings,
+    progress: Callable[[ProduceReport], None] | None = None,
+    pace: float | None = None,
+) -> ProduceReport:
+    """Publish ``(where, line)`` pairs (``where`` = "file:line") to their family's topic.
+
+    Lines that cannot be routed are reported, not published (the pipeline would dead-letter them,
+    but without a ``source`` there is no topic to send them to). ``pace`` = events per second.
+    """
+    names = TopicNames.of(settings)
+    report = ProduceReport()
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5, retries=5)
+    started = time.monotonic()
+    try:
+        for where, line in lines:
+            routed = route(line, where, names)
+            if isinstance(routed, str):
+                report.rejected.append(routed)
+                continue
+            topic, key = routed
+            producer.send(topic, value=line, key=key)
+            report.published[topic] += 1
+            if pace:
+                ahead = report.total / pace - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if progress is not None and report.total % 1000 == 0:
+                progress(report)
+        producer.flush()
+    finally:
+        producer.close()
+    return report
+
+
+def numbered_lines(path: str, stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    for number, line in enumerate(stream, start=1):
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield f"{path}:{number}", line
+
+
+def tail(
+    topic: str,
+    settings: Settings,
+    from_beginning: bool,
+    emit: Callable[[bytes], None],
+    stop_after: float | None = None,
+    max_records: int | None = None,
+    keep_going: Callable[[], bool] | None = None,
+) -> int:
+    """Print records of ``topic`` as they arrive (no consumer group: nothing is committed).
+
+    Stops after ``stop_after`` seconds, ``max_records`` records, or once ``keep_going()`` is false,
+    when given; returns the number of records.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"],
+    )
+    count = 0
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + 10
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            raise LookupError(f"topic {topic!r} does not exist on {settings.bootstrap}")
+        assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assignment)
+        if from_beginning:
+            consumer.seek_to_beginning(*assignment)
+        else:
+            consumer.seek_to_end(*assignment)
+        started = time.monotonic()
+        while stop_after is None or time.monotonic() - started < stop_after:
+            if keep_going is not None and not keep_going():
+                break
+            batch = consumer.poll(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    emit(record.value)
+                    count += 1
+                    if max_records is not None and count >= max_records:
+                        return count
+    finally:
+        consumer.close()
+    return count
+
+
+def read_topic(topic: str, settings: Settings, timeout: float = 30.0) -> list[bytes]:
+    """Every record value of ``topic`` up to its current end offsets, partition by partition in
+    offset order (for tests, the demo summary and debugging)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"],
+    )
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        assignment = [TopicPartition(topic, p) for p in partitions]
+        if not assignment:
+            return []
+        consumer.assign(assignment)
+        consumer.seek_to_beginning(*assignment)
+        end = consumer.end_offsets(assignment)
+        values: dict[int, list[bytes]] = {p: [] for p in partitions}
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in assignment):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: still short of its end offsets after {timeout}s")
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                values[tp.partition].extend(record.value for record in records)
+        return [value for p in partitions for value in values[p]]
+    finally:
+        consumer.close()
+
+
+def print_record(value: bytes, out: IO[str] = sys.stdout) -> None:
+    out.write(value.decode("utf-8", "replace") + "\n")
+    out.flush()

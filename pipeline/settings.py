@@ -1,0 +1,120 @@
+"""Worker configuration from environment variables, with broker profiles.
+
+Every setting has a production default for Apache Kafka; the ``tansu`` profile changes only what
+the embedded test/demo broker needs (short session timeouts, short fetch waits). Nothing else in
+the code knows which broker it talks to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value Leadflow cannot use; the message names it."""
+
+
+#: Broker-specific client settings. Only these differ between Apache Kafka and Tansu.
+BROKER_PROFILES: dict[str, dict[str, Any]] = {
+    "kafka": {
+        "session_timeout_ms": 30_000,
+        "heartbeat_interval_ms": 3_000,
+        "rebalance_timeout_ms": 60_000,
+        "fetch_max_wait_ms": 100,
+        "replication_factor": 3,
+    },
+    # Tansu (embedded broker for tests and the demo): the first group join waits one full session
+    # timeout, and a fetch holds about half of fetch_max_wait_ms even when data is ready.
+    "tansu": {
+        "session_timeout_ms": 6_000,
+        "heartbeat_interval_ms": 1_000,
+        "rebalance_timeout_ms": 6_000,
+        "fetch_max_wait_ms": 20,
+        "replication_factor": 1,
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker needs; see the README's configuration table."""
+
+    bootstrap: str = "localhost:9092"
+    profile: str = "kafka"
+    topic_prefix: str = ""
+    partitions: int = 8
+    app_id: str = "leadflow"
+    model: str | None = None
+    sweep_interval: float = 1.0  # seconds between cooling sweeps
+    sweep_clock: str = "wall"  # "wall": wall clock; "event": the partition's latest event time
+    reorder_window: float = 0.05  # seconds: a contact's events arriving this close are applied in time order
+    ingest_batch: int = 2000  # input messages per ingest poll
+    store: str = "memory"  # "memory" or "rocksdb" (needs rocksdict)
+    data_dir: str = "./leadflow-data"
+    web_port: int = 6066
+    web_bind: str = "127.0.0.1"
+    replication_factor: int | None = None
+    client: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def broker(self) -> dict[str, Any]:
+        """The profile's client settings, with explicit overrides applied."""
+        merged = dict(BROKER_PROFILES[self.profile])
+        merged.update(self.client)
+        if self.replication_factor is not None:
+            merged["replication_factor"] = self.replication_factor
+        return merged
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _number(env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``LEADFLOW_*`` environment variables; keyword overrides win."""
+    env = os.environ if env is None else env
+    settings = Settings(
+        bootstrap=env.get("LEADFLOW_KAFKA") or "localhost:9092",
+        profile=_choice(env, "LEADFLOW_BROKER_PROFILE", tuple(BROKER_PROFILES), "kafka"),
+        topic_prefix=env.get("LEADFLOW_TOPIC_PREFIX", ""),
+        partitions=_number(env, "LEADFLOW_PARTITIONS", int, 8),
+        app_id=env.get("LEADFLOW_APP_ID") or "leadflow",
+        model=env.get("LEADFLOW_MODEL") or None,
+        sweep_interval=_number(env, "LEADFLOW_SWEEP_INTERVAL", float, 1.0),
+        sweep_clock=_choice(env, "LEADFLOW_SWEEP_CLOCK", ("wall", "event"), "wall"),
+        reorder_window=_number(env, "LEADFLOW_REORDER_WINDOW_MS", float, 50.0) / 1000.0,
+        ingest_batch=_number(env, "LEADFLOW_INGEST_BATCH", int, 2000),
+        store=_choice(env, "LEADFLOW_STORE", ("memory", "rocksdb"), "memory"),
+        data_dir=env.get("LEADFLOW_DATA_DIR") or "./leadflow-data",
+        web_port=_number(env, "LEADFLOW_WEB_PORT", int, 6066),
+        web_bind=env.get("LEADFLOW_WEB_BIND") or "127.0.0.1",
+        replication_factor=_number(env, "LEADFLOW_REPLICATION_FACTOR", int, None),
+    )
+    if settings.partitions < 1:
+        raise SettingsError("LEADFLOW_PARTITIONS must be at least 1")
+    return settings.with_(**overrides) if overrides else settings
