@@ -11,9 +11,11 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import faust
+import orjson
 from faust.serializers import codecs
 from faust.streams import _current_event
 
@@ -42,6 +44,25 @@ class ContactStateCodec(codecs.Codec):
 codecs.register("leadflow_state", ContactStateCodec())
 
 
+def _json_key(key: str) -> bytes:
+    """A table key as Faust's ``json`` key serializer writes it (what recovery reads back)."""
+    return orjson.dumps(key)
+
+
+class ContactStateValue:
+    """The contact table's value type for Faust: names the codec; values are ContactStates.
+
+    Faust picks a table's serializer from its value type's ``_options.serializer`` and hands the
+    decoded payload to ``from_data``; the codec already returns a :class:`ContactState`.
+    """
+
+    _options = SimpleNamespace(serializer="leadflow_state")
+
+    @classmethod
+    def from_data(cls, data: Any, preferred_type: Any = None) -> Any:
+        return data
+
+
 @dataclass
 class Worker:
     """A built worker: the Faust app plus handles the CLI, health checks and tests use."""
@@ -53,6 +74,31 @@ class Worker:
     runtime: ContactRuntime
     ingest: list[SourceConsumer] = field(default_factory=list)
     table: Any = None
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start (the same figures the metrics export), as plain JSON."""
+        counts = self.runtime.counts
+        return {
+            "ingest": {
+                consumer.family: {
+                    "messages": consumer.counts.messages,
+                    "events": sum(consumer.counts.events.values()),
+                    "dead_lettered": dict(consumer.counts.dead_lettered),
+                }
+                for consumer in self.ingest
+            },
+            "processor": {
+                "applied": counts.applied,
+                "duplicates": counts.duplicates,
+                "late": counts.late,
+                "alerts": counts.alerts,
+                "transitions": sum(counts.transitions.values()),
+                "referral_credits_routed": counts.referral_credits_routed,
+                "batches": counts.batches,
+                "partitions": sorted(self.runtime.partitions),
+                "contacts_in_table": len(self.table),
+            },
+        }
 
     def readiness(self) -> dict[str, Any]:
         """What is not ready yet (empty ``problems`` = ready)."""
@@ -86,6 +132,7 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "consumer_max_fetch_size": 4 * 1024 * 1024,
         "producer_acks": -1,
+        "producer_max_batch_size": broker["producer_batch_bytes"],
         "producer_linger": 0.002,
         "processing_guarantee": "at_least_once",
         "stream_buffer_maxsize": 8192,
@@ -111,11 +158,9 @@ def build_worker(settings: Settings) -> Worker:
         partitions=settings.partitions,
         internal=False,
     )
-    table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str)
-    # Faust derives a table's serializers from its types; contact states are msgspec structs
-    # with their own codec. Set before the changelog topic is created (at worker start).
-    table.key_serializer = "json"  # type: ignore[attr-defined]
-    table.value_serializer = "leadflow_state"  # type: ignore[attr-defined]
+    table = app.Table(
+        CONTACTS_TABLE, partitions=settings.partitions, key_type=str, value_type=ContactStateValue
+    )
 
     async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
         return await app.producer.send(topic, key, value, partition, None, None)
@@ -126,11 +171,22 @@ def build_worker(settings: Settings) -> Worker:
     def table_writer(events: list[Any]) -> Any:
         by_partition = {event.message.partition: event for event in events}
 
-        def write(partition: int, staged: dict[str, ContactState]) -> None:
-            # The table sends each write to the changelog partition of the current event.
-            _current_event.set(weakref.ref(by_partition[partition]))
+        async def write(partition: int, staged: dict[str, ContactState]) -> None:
+            """Store changed states locally and in the changelog, waiting for the broker's acks.
+
+            Faust's own table writes go through a buffer that its commit does not always drain
+            (its flush gives up after 0.1 s without progress), so offsets could be committed
+            before the state they cover: we send the changelog records ourselves and await them.
+            """
+            _current_event.set(weakref.ref(by_partition[partition]))  # stores route by partition
+            changelog = table.changelog_topic.get_topic_name()
+            pending = []
             for key, state in staged.items():
-                table[key] = state
+                table.data[key] = state
+                pending.append(
+                    await app.producer.send(changelog, _json_key(key), encode_state(state), partition, None, None)
+                )
+            await asyncio.gather(*pending)
 
         return write
 
@@ -163,6 +219,10 @@ def build_worker(settings: Settings) -> Worker:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"alive": True})
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        return web.json(worker.stats())
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:

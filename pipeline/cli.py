@@ -15,7 +15,7 @@ from typing import Any
 
 from .settings import Settings, SettingsError, from_env
 from .state_machine import LifecycleError, Model, resolve_model
-from .state_machine.clock import parse_rfc3339
+from .state_machine.clock import parse_rfc3339, to_rfc3339
 
 EXIT_IO = 1
 EXIT_USAGE = 2
@@ -205,6 +205,18 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .kafka_tools import publish_sweep
+
+    settings = _settings(args)
+    try:
+        told = publish_sweep(settings, args.until)
+    except Exception as exc:
+        raise CliError(f"cannot publish to {settings.bootstrap}: {exc}", EXIT_IO) from exc
+    print(f"asked the owners of {told} partitions to fire the cooling due by {to_rfc3339(args.until)}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -278,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_options(tp)
     tp.add_argument("--partitions", type=int)
     tp.set_defaults(func=cmd_topics)
+
+    sw = sub.add_parser("sweep", help="fire the cooling due by a time (event-time clock: backfills, tests)")
+    _kafka_options(sw)
+    sw.add_argument("--until", metavar="RFC3339", required=True, type=_rfc3339)
+    sw.set_defaults(func=cmd_sweep)
 
     dm = sub.add_parser("demo", help="live demo: embedded broker, a worker and a journey simulator")
     dm.add_argument("--kafka", metavar="SERVERS", help="use this Kafka instead of the embedded broker")

@@ -66,17 +66,8 @@ def shifted_journeys(contacts: int, now: datetime) -> list[bytes]:
 @contextlib.contextmanager
 def worker_process(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A ``leadflow worker`` child process in its own session; always stopped on exit."""
-    env = dict(os.environ)
-    env.update(
-        LEADFLOW_KAFKA=settings.bootstrap,
-        LEADFLOW_BROKER_PROFILE=settings.profile,
-        LEADFLOW_PARTITIONS=str(settings.partitions),
-        LEADFLOW_APP_ID=settings.app_id,
-        LEADFLOW_WEB_PORT=str(settings.web_port),
-        LEADFLOW_SWEEP_CLOCK=settings.sweep_clock,
-        LEADFLOW_REORDER_WINDOW_MS=str(int(settings.reorder_window * 1000)),
-        LEADFLOW_DATA_DIR=settings.data_dir,
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env.update(settings.to_env())
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker", "--no-create-topics"],

@@ -105,7 +105,13 @@ def produce_lines(
     """
     names = TopicNames.of(settings)
     report = ProduceReport()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5, retries=5)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        linger_ms=5,
+        retries=5,
+        batch_size=settings.broker["producer_batch_bytes"],
+    )
     started = time.monotonic()
     try:
         for where, line in lines:
@@ -126,6 +132,26 @@ def produce_lines(
     finally:
         producer.close()
     return report
+
+
+def publish_sweep(settings: Settings, until: int) -> int:
+    """Ask the owner of every internal partition to fire the cooling due by ``until``
+    (microseconds); returns the number of partitions told."""
+    from .consumers.wire import SweepTick, encode
+
+    topic = TopicNames.of(settings).contact_events
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap, acks="all", batch_size=settings.broker["producer_batch_bytes"]
+    )
+    try:
+        partitions = sorted(producer.partitions_for(topic))
+        tick = encode(SweepTick(clock=until))
+        for partition in partitions:
+            producer.send(topic, value=tick, partition=partition)
+        producer.flush()
+    finally:
+        producer.close()
+    return len(partitions)
 
 
 def numbered_lines(path: str, stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:

@@ -19,7 +19,7 @@ from typing import IO, Any
 import msgspec
 
 from .contracts import decode_event
-from .state_machine import Event, Model, snapshot
+from .state_machine import ContactState, Event, Model, snapshot
 from .state_machine.processor import LifecycleProcessor, Outcome
 
 _encode = msgspec.json.Encoder().encode
@@ -112,6 +112,7 @@ def replay(
     deadletter: IO[bytes] | None = None,
     contacts: IO[bytes] | None = None,
     progress: Callable[[ReplayStats], None] | None = None,
+    keep_states: dict[str, ContactState] | None = None,
 ) -> ReplayStats:
     """Replay ``lines`` (one JSON envelope each, with a ``source`` field) through ``model``.
 
@@ -160,6 +161,8 @@ def replay(
         stats.temperatures[view.temperature] += 1
         contacts_out.write(view)
     stats.contacts = len(processor.states)
+    if keep_states is not None:
+        keep_states.update(processor.states)
     for sink in (transitions_out, alerts_out, dead_out, contacts_out):
         sink.flush()
     stats.seconds = time.perf_counter() - started

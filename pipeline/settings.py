@@ -25,15 +25,20 @@ BROKER_PROFILES: dict[str, dict[str, Any]] = {
         "rebalance_timeout_ms": 60_000,
         "fetch_max_wait_ms": 100,
         "replication_factor": 3,
+        "producer_batch_bytes": 16_384,
     },
     # Tansu (embedded broker for tests and the demo): the first group join waits one full session
     # timeout, and a fetch holds about half of fetch_max_wait_ms even when data is ready.
+    # Tansu 0.6 reports a partition's end offset as (base offset of the last record batch + 1):
+    # after a batch of several records the reported end is short, and a reader that stops at the
+    # end offset (Faust's changelog recovery!) misses records. One record per batch avoids it.
     "tansu": {
         "session_timeout_ms": 6_000,
         "heartbeat_interval_ms": 1_000,
         "rebalance_timeout_ms": 6_000,
         "fetch_max_wait_ms": 20,
         "replication_factor": 1,
+        "producer_batch_bytes": 1,
     },
 }
 
@@ -49,7 +54,10 @@ class Settings:
     app_id: str = "leadflow"
     model: str | None = None
     sweep_interval: float = 1.0  # seconds between cooling sweeps
-    sweep_clock: str = "wall"  # "wall": wall clock; "event": the partition's latest event time
+    # "wall": a timer fires the cooling due by the wall clock (live traffic). "event": cooling follows
+    # event time only (each partition's latest event, and `leadflow sweep --until`), for backfills
+    # and demos of historical journeys.
+    sweep_clock: str = "wall"
     reorder_window: float = 0.05  # seconds: a contact's events arriving this close are applied in time order
     ingest_batch: int = 2000  # input messages per ingest poll
     store: str = "memory"  # "memory" or "rocksdb" (needs rocksdict)
@@ -73,6 +81,29 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``LEADFLOW_*`` variables (for starting a worker process)."""
+        env = {
+            "LEADFLOW_KAFKA": self.bootstrap,
+            "LEADFLOW_BROKER_PROFILE": self.profile,
+            "LEADFLOW_TOPIC_PREFIX": self.topic_prefix,
+            "LEADFLOW_PARTITIONS": str(self.partitions),
+            "LEADFLOW_APP_ID": self.app_id,
+            "LEADFLOW_SWEEP_INTERVAL": repr(self.sweep_interval),
+            "LEADFLOW_SWEEP_CLOCK": self.sweep_clock,
+            "LEADFLOW_REORDER_WINDOW_MS": repr(self.reorder_window * 1000),
+            "LEADFLOW_INGEST_BATCH": str(self.ingest_batch),
+            "LEADFLOW_STORE": self.store,
+            "LEADFLOW_DATA_DIR": self.data_dir,
+            "LEADFLOW_WEB_PORT": str(self.web_port),
+            "LEADFLOW_WEB_BIND": self.web_bind,
+        }
+        if self.model is not None:
+            env["LEADFLOW_MODEL"] = self.model
+        if self.replication_factor is not None:
+            env["LEADFLOW_REPLICATION_FACTOR"] = str(self.replication_factor)
+        return env
 
 
 def _number(env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:

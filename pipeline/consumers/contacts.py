@@ -6,9 +6,12 @@ processor's per-message cost is paid per batch. For each partition in a batch it
 1. sorts the batch's events by (occurred_at, event_id): a contact's events from different input
    topics that arrive within the reorder window are applied in event-time order; one that arrives
    later than that is still applied (never dropped) and counted as ``late``;
-2. applies them with the same :class:`LifecycleProcessor` the offline replay uses (deadlines <= t
-   fire before an event at t; referral credit for a referrer in another partition is routed there);
-3. fires the cooling that a sweep tick says is due;
+2. applies them with the same :class:`LifecycleProcessor` the offline replay uses: a contact's
+   deadlines <= t fire before its event at t; referral credit for a referrer in another partition
+   is routed there;
+3. fires the cooling that a sweep tick says is due for every contact of the partition (the only
+   way one contact's time-driven moves happen without its own events, so a contact's result never
+   depends on how other contacts' events were interleaved with its own);
 4. publishes transitions, alerts and routed referral credits and waits for the broker's acks;
 5. only then writes the changed contact states to the table (changelog), once per contact.
 
@@ -84,7 +87,7 @@ class ProcessorCounts:
 
     applied: int = 0
     duplicates: int = 0
-    late: int = 0
+    late: int = 0  # events older than their contact's clock when they arrived (applied out of order)
     transitions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     alerts: int = 0
     referral_credits_routed: int = 0
@@ -102,8 +105,8 @@ class PartitionRuntime:
             self.states,
             DeadlineIndex(),
             owns=lambda contact: partition_for(contact, partitions) == partition,
+            fire_on_event=False,
         )
-        self.last_applied: int | None = None  # latest event time applied, for lateness
         started = time.perf_counter()
         for key in list(table):
             if partition_for(key, partitions) == partition:
@@ -153,10 +156,11 @@ class ContactRuntime:
     async def handle(
         self,
         messages: Sequence[tuple[int, bytes]],
-        write: Callable[[int, dict[str, ContactState]], None],
+        write: Callable[[int, dict[str, ContactState]], Awaitable[None]],
     ) -> None:
         """Process one batch of internal messages ``(partition, value)``; ``write`` stores a
-        partition's changed states (the table write, called after outputs are acknowledged)."""
+        partition's changed states and returns once they are durable (called after the outputs
+        are acknowledged)."""
         grouped: dict[int, tuple[list[Event], list[int]]] = {}
         for partition, value in messages:
             try:
@@ -178,7 +182,7 @@ class ContactRuntime:
         for partition in grouped:
             staged = self.partitions[partition].states.take_staged()
             if staged:
-                write(partition, staged)
+                await write(partition, staged)
         self.counts.batches += 1
 
     def _process(self, runtime: PartitionRuntime, events: list[Event], ticks: list[int]) -> Outcome:
@@ -186,22 +190,22 @@ class ContactRuntime:
         total = Outcome()
         counts = self.counts
         events.sort(key=_event_order)
+        states = runtime.states
         for event in events:
-            if runtime.last_applied is not None and event.occurred_at < runtime.last_applied:
-                counts.late += 1
-            else:
-                runtime.last_applied = event.occurred_at
+            known = states.get(event.contact)
             outcome = processor.apply(event)
             if outcome.duplicate:
                 counts.duplicates += 1
                 continue
+            if known is not None and event.occurred_at < known.clock:
+                counts.late += 1  # older than what this contact already went through: applied late
             if event.event_type != REFERRAL_CONVERTED:
                 counts.applied += 1
             total.transitions.extend(outcome.transitions)
             total.alerts.extend(outcome.alerts)
             total.referrals_applied += outcome.referrals_applied
             total.routed.extend(outcome.routed)
-        if ticks and self.settings.sweep_clock == "wall":
+        if ticks:
             processor.advance_to(max(ticks), total)
         return total
 

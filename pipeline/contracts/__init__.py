@@ -22,10 +22,11 @@ from .deadletter import (
     encode_deadletter,
     raw_bytes,
 )
-from .decode import FUTURE_TOLERANCE, MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, decode_event, decode_message
+from .decode import MAX_BATCH_BYTES, MAX_EVENT_BYTES, decode_event, decode_message
 from .errors import ContractError, SchemaFileError, UnknownErrorCodeError, UnknownFamilyError
 from .rules import FAMILY_OF, TYPE_RULES
 from .timestamps import TIMESTAMP_PATTERN, parse_timestamp
+from .validate import FUTURE_TOLERANCE, MAX_DEPTH, validate_envelope
 
 __all__ = [
     "ERROR_CODES",
@@ -49,4 +50,5 @@ __all__ = [
     "encode_deadletter",
     "parse_timestamp",
     "raw_bytes",
+    "validate_envelope",
 ]

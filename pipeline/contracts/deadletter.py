@@ -4,7 +4,7 @@
 (``raw_encoding = "utf-8"``), else the exact bytes in standard base64 (``raw_encoding = "base64"``),
 so the original can always be recovered. Inputs longer than :data:`MAX_RAW_BYTES` (only
 ``too_large`` ones) are cut to that many bytes and marked ``raw_truncated``. For an element of a
-batch message, ``raw`` is that element re-encoded as compact JSON (not the original bytes).
+batch message, ``raw`` is that element's own bytes as received (a slice of the message).
 """
 
 from __future__ import annotations

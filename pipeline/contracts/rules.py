@@ -1,15 +1,19 @@
 """The envelope and property rules of ``schemas/*-event.v1.json``, as data the decoder applies.
 
 The schema files are the source of truth; ``tests/unit/contracts`` checks that these tables and
-the files accept and reject the same envelopes. A rule's ``expectation`` is shown verbatim in a
-dead letter: ``$.properties.rating: must be an integer between 1 and 5 (got 7)``.
+the files accept and reject the same envelopes. Each property rule exists twice on purpose, side
+by side: a Python ``test`` (used to explain a rejection) and a msgspec ``annotation`` (used by
+the fast path to validate in C). A rule's ``expectation`` is shown verbatim in a dead letter:
+``$.properties.rating: must be an integer between 1 and 5 (got 7)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta
 
 from ..state_machine.events import EVENT_TYPES
 
@@ -22,11 +26,14 @@ ENVELOPE_FIELDS: frozenset[str] = frozenset(
      "context", "referred_by")
 )
 
-#: Properties whose name starts with this must be strings when present (every event type).
-UTM_PREFIX = "utm_"
+#: The standard UTM parameters: optional string properties of every event type.
+UTM_PROPERTIES: tuple[str, ...] = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 #: The family of every input event type.
 FAMILY_OF: dict[str, str] = {t: family for family, types in EVENT_TYPES.items() for t in types}
+
+Identifier = Annotated[str, Meta(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+NonEmptyString = Annotated[str, Meta(min_length=1)]
 
 
 def is_string(value: Any) -> bool:
@@ -56,22 +63,18 @@ def is_currency(value: Any) -> bool:
     return type(value) is str and len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
 
 
-def one_of(*allowed: str) -> Callable[[Any], bool]:
-    choices = frozenset(allowed)
-
-    def check(value: Any) -> bool:
-        return type(value) is str and value in choices
-
-    return check
-
-
 @dataclass(frozen=True, slots=True)
 class PropertyRule:
-    """One known property of an event type: its name, its test, and what the test wants."""
+    """One known property of an event type: its name, its test, and what the test wants.
+
+    ``annotation`` is the same rule as a msgspec type. It may be stricter than ``test`` (the fast
+    path then hands the event to the exact checks), never more lenient.
+    """
 
     name: str
     test: Callable[[Any], bool]
     expectation: str
+    annotation: Any
     integral: bool = False  # an integer: a float with a zero fraction is normalized to int
 
 
@@ -83,83 +86,68 @@ class TypeRules:
     family: str
     required: tuple[PropertyRule, ...] = ()
     optional: tuple[PropertyRule, ...] = ()
-    optional_names: frozenset[str] = field(init=False)
+    required_names: tuple[str, ...] = field(init=False)
+    integral: tuple[str, ...] = field(init=False)  # normalized from 5.0 to 5 once valid
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "optional_names", frozenset(rule.name for rule in self.optional))
-
-    @property
-    def properties_required(self) -> bool:
-        """Whether the envelope must carry ``properties`` (it may be left out when nothing is required)."""
-        return bool(self.required)
-
-    @property
-    def required_names(self) -> tuple[str, ...]:
-        return tuple(rule.name for rule in self.required)
-
-    @property
-    def integral(self) -> tuple[str, ...]:
-        """Integer properties, normalized from ``5.0`` to ``5`` once valid."""
-        return tuple(rule.name for rule in (*self.required, *self.optional) if rule.integral)
+        object.__setattr__(self, "required_names", tuple(rule.name for rule in self.required))
+        integral = tuple(rule.name for rule in (*self.required, *self.optional) if rule.integral)
+        object.__setattr__(self, "integral", integral)
 
 
-def _text(name: str) -> PropertyRule:
-    return PropertyRule(name, is_nonempty_string, "a non-empty string")
+def text(name: str) -> PropertyRule:
+    return PropertyRule(name, is_nonempty_string, "a non-empty string", NonEmptyString)
 
 
-def _optional_text(name: str) -> PropertyRule:
-    return PropertyRule(name, is_string, "a string")
+def optional_text(name: str) -> PropertyRule:
+    return PropertyRule(name, is_string, "a string", str)
 
 
-_CAMPAIGN = _text("campaign_id")
-_ORDER = _text("order_id")
-_AMOUNT = PropertyRule("amount", is_amount, "a number >= 0")
+def one_of(name: str, *allowed: str) -> PropertyRule:
+    choices = frozenset(allowed)
 
-_RULES: tuple[TypeRules, ...] = (
-    TypeRules(
-        "page_view",
-        "website",
-        (_text("url"),),
-        tuple(_optional_text(n) for n in ("path", "title", "referrer", "page_category")),
-    ),
-    TypeRules("form_submit", "website", (_text("form_id"),)),
-    TypeRules("content_download", "website", (_text("asset_id"),)),
-    TypeRules("offer_claimed", "website", (_text("offer_id"),)),
-    TypeRules("event_attended", "website", (_text("event_name"),)),
-    TypeRules("add_to_cart", "website", (_text("product_id"),)),
-    TypeRules(
-        "review_submitted",
-        "website",
-        (PropertyRule("rating", is_rating, "an integer between 1 and 5", integral=True),),
-    ),
-    TypeRules("email_clicked", "email", (_CAMPAIGN, _text("url"))),
-    TypeRules(
-        "email_bounced",
-        "email",
-        (_CAMPAIGN, PropertyRule("bounce_type", one_of("hard", "soft"), 'one of "hard", "soft"')),
-    ),
-    TypeRules(
-        "order_completed",
-        "purchase",
-        (
-            _ORDER,
-            _AMOUNT,
-            PropertyRule("currency", is_currency, "an ISO 4217 code: three upper-case letters A-Z"),
-            PropertyRule("tier", one_of("entry", "core", "addon"), 'one of "entry", "core", "addon"'),
-        ),
-    ),
-    TypeRules("order_refunded", "purchase", (_ORDER, _AMOUNT)),
+    def test(value: Any) -> bool:
+        return type(value) is str and value in choices
+
+    expectation = "one of " + ", ".join(f'"{choice}"' for choice in allowed)
+    return PropertyRule(name, test, expectation, Literal[allowed])
+
+
+_CAMPAIGN = text("campaign_id")
+_ORDER = text("order_id")
+_AMOUNT = PropertyRule("amount", is_amount, "a number >= 0", Annotated[float, Meta(ge=0)])
+_CURRENCY = PropertyRule(
+    "currency",
+    is_currency,
+    "an ISO 4217 code: three upper-case letters A-Z",
+    Annotated[str, Meta(min_length=3, max_length=3, pattern="^[A-Z]{3}$")],
 )
+_RATING = PropertyRule(
+    "rating", is_rating, "an integer between 1 and 5", Annotated[int, Meta(ge=1, le=5)], integral=True
+)
+_UTM = tuple(optional_text(name) for name in UTM_PROPERTIES)
+
+#: Required properties and known optional ones beyond the UTM parameters, by event type.
+_SPECIFIC: dict[str, tuple[tuple[PropertyRule, ...], tuple[PropertyRule, ...]]] = {
+    "page_view": ((text("url"),), tuple(optional_text(n) for n in ("path", "title", "referrer", "page_category"))),
+    "form_submit": ((text("form_id"),), ()),
+    "content_download": ((text("asset_id"),), ()),
+    "offer_claimed": ((text("offer_id"),), ()),
+    "event_attended": ((text("event_name"),), ()),
+    "add_to_cart": ((text("product_id"),), ()),
+    "review_submitted": ((_RATING,), ()),
+    "email_clicked": ((_CAMPAIGN, text("url")), ()),
+    "email_bounced": ((_CAMPAIGN, one_of("bounce_type", "hard", "soft")), ()),
+    "order_completed": ((_ORDER, _AMOUNT, _CURRENCY, one_of("tier", "entry", "core", "addon")), ()),
+    "order_refunded": ((_ORDER, _AMOUNT), ()),
+}
 
 
-def _all_rules() -> dict[str, TypeRules]:
-    rules = {r.event_type: r for r in _RULES}
-    for event_type, family in FAMILY_OF.items():
-        if event_type not in rules:
-            default = (_CAMPAIGN,) if family == "email" else ()
-            rules[event_type] = TypeRules(event_type, family, default)
-    return rules
+def _type_rules(event_type: str, family: str) -> TypeRules:
+    default_required = (_CAMPAIGN,) if family == "email" else ()
+    required, optional = _SPECIFIC.get(event_type, (default_required, ()))
+    return TypeRules(event_type, family, required, optional + _UTM)
 
 
 #: The rules of every input event type.
-TYPE_RULES: dict[str, TypeRules] = _all_rules()
+TYPE_RULES: dict[str, TypeRules] = {t: _type_rules(t, family) for t, family in FAMILY_OF.items()}

@@ -85,6 +85,12 @@ class LifecycleProcessor:
     ``states`` may be any mutable mapping (a dict, or a table of a streaming worker). ``owns``
     says whether a contact belongs to this processor; referral credit for a contact it does not
     own is returned in ``Outcome.routed`` for the caller to deliver (a streaming partition).
+
+    ``fire_on_event``: before applying an event at t, fire every contact's deadlines <= t (the
+    offline replay, whose input is one time-ordered history). When false, an event fires only its
+    own contact's deadlines and everything else waits for :meth:`advance_to` (a streaming sweep):
+    a contact's result then depends only on its own events and the sweeps, never on how other
+    contacts' events were interleaved with it.
     """
 
     def __init__(
@@ -93,9 +99,11 @@ class LifecycleProcessor:
         states: MutableMapping[str, ContactState] | None = None,
         deadlines: DeadlineIndex | None = None,
         owns: Callable[[str], bool] | None = None,
+        fire_on_event: bool = True,
     ) -> None:
         self.model = model
         self.owns = owns
+        self.fire_on_event = fire_on_event
         self.states: MutableMapping[str, ContactState] = {} if states is None else states
         self.deadlines = DeadlineIndex() if deadlines is None else deadlines
         self.clock: int | None = None  # the latest event time or advance_to time seen
@@ -123,7 +131,7 @@ class LifecycleProcessor:
         """Fire what is due by the event's time, then apply the event and any referral credit."""
         outcome = Outcome()
         at = event.occurred_at
-        if self.clock is None or at > self.clock:
+        if self.fire_on_event and (self.clock is None or at > self.clock):
             earliest = self.deadlines.earliest()
             if earliest is not None and earliest <= at:
                 self.advance_to(at, outcome)

@@ -1,0 +1,195 @@
+"""A streaming pipeline under test: topics on the embedded broker, worker processes, readers.
+
+Everything is real: the broker, kafka-python producers and consumers, ``leadflow worker``
+processes started exactly as an operator would start them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.demo import free_port, stop_process, wait_ready, worker_process
+from pipeline.kafka_tools import ensure_topics, produce_lines, read_topic
+from pipeline.settings import Settings, from_env
+from pipeline.state_machine import ContactState, decode_state
+from pipeline.topics import CONTACTS_TABLE, TopicNames
+
+
+class Pipeline:
+    """Topics with a unique prefix plus helpers to run workers and read what they published."""
+
+    def __init__(self, bootstrap: str, namespace: str, workdir: Path, **overrides: Any) -> None:
+        self.settings: Settings = from_env(
+            {},
+            bootstrap=bootstrap,
+            profile="tansu",
+            topic_prefix=f"{namespace}.",
+            app_id=namespace,
+            partitions=4,
+            data_dir=str(workdir / "data"),
+            **overrides,
+        )
+        self.workdir = workdir
+        self.names = TopicNames.of(self.settings)
+        self.logs: list[Path] = []
+        ensure_topics(self.settings)
+
+    @contextlib.contextmanager
+    def worker(self, name: str = "w1") -> Iterator[Worker]:
+        settings = self.settings.with_(web_port=free_port(), data_dir=str(self.workdir / f"data-{name}"))
+        log = self.workdir / f"{name}-{len(self.logs)}.log"
+        self.logs.append(log)
+        with worker_process(settings, log) as process:
+            yield Worker(process, settings, log)
+
+    def publish_in_waves(self, lines: list[bytes]) -> int:
+        """Publish in file order so that each contact's events reach the contact processor in file
+        order *by construction*: a new wave starts when a contact's next event is on another input
+        topic, and a wave is published only after every ingest consumer committed the previous one.
+        (Within one topic, one contact's events share a partition and keep their order.)"""
+        from kafka import KafkaAdminClient, KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all", linger_ms=2,
+                                 batch_size=self.settings.broker["producer_batch_bytes"])
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
+        groups = [f"{self.settings.app_id}-ingest-{family}" for family in self.names.inputs]
+        waves, wave, families = 0, [], {}
+        try:
+            for line in lines:
+                envelope = orjson.loads(line)
+                contact = envelope.get("contact_id") or envelope.get("anonymous_id")
+                if families.get(contact, envelope["source"]) != envelope["source"]:
+                    self._publish_wave(producer, admin, groups, wave)
+                    waves, wave, families = waves + 1, [], {}
+                families[contact] = envelope["source"]
+                wave.append((envelope["source"], contact, line))
+            self._publish_wave(producer, admin, groups, wave)
+        finally:
+            producer.close()
+            admin.close()
+        return waves + 1
+
+    def _publish_wave(self, producer: Any, admin: Any, groups: list[str], wave: list[tuple[str, str, bytes]]) -> None:
+        futures = [
+            producer.send(self.names.inputs[source], value=line, key=contact.encode() if contact else None)
+            for source, contact, line in wave
+        ]
+        producer.flush()
+        wanted: dict[TopicPartition, int] = {}
+        for future in futures:
+            meta = future.get(timeout=30)
+            tp = TopicPartition(meta.topic, meta.partition)
+            wanted[tp] = max(wanted.get(tp, 0), meta.offset + 1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            committed: dict[TopicPartition, int] = {}
+            for group in groups:  # one group per call: Tansu answers OffsetFetch below v8
+                for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items():
+                    committed[tp] = meta.offset
+            if all(committed.get(tp, -1) >= offset for tp, offset in wanted.items()):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"ingest did not commit a wave within 60 s: {wanted}")
+
+    def publish(self, lines: list[bytes], rate: float | None = None) -> int:
+        report = produce_lines(((f"line:{i}", line) for i, line in enumerate(lines, 1)), self.settings, pace=rate)
+        return report.total
+
+    def publish_raw(self, family: str, values: list[bytes | None]) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
+                                 max_request_size=4 * 1024 * 1024,
+                                 batch_size=self.settings.broker["producer_batch_bytes"])
+        try:
+            for value in values:  # a null value needs a key to be a valid Kafka record
+                producer.send(self.names.inputs[family], value=value, key=None if value is not None else b"k")
+            producer.flush()
+        finally:
+            producer.close()
+
+    def records(self, what: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for v in read_topic(self.names.outputs[what], self.settings)]
+
+    def wait_for(self, what: str, count: int, timeout: float = 120.0, strict: bool = True) -> list[dict[str, Any]]:
+        """Records of an output topic once at least ``count`` arrived and nothing new came for 2 s
+        (``strict=False``: whatever arrived by the timeout, for a comparison to explain)."""
+        deadline = time.monotonic() + timeout
+        seen, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            records = self.records(what)
+            if len(records) != seen:
+                seen, stable_since = len(records), time.monotonic()
+            elif seen >= count and time.monotonic() - stable_since > 2.0:
+                return records
+            time.sleep(0.5)
+        if not strict:
+            return self.records(what)
+        raise AssertionError(f"{what}: {seen} records after {timeout}s, expected at least {count}")
+
+    def contact_states(self) -> dict[str, ContactState]:
+        """The latest state of every contact, read back from the table's changelog topic."""
+        topic = f"{self.settings.app_id}-{CONTACTS_TABLE}-changelog"
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            states: dict[str, ContactState] = {}
+            while any(consumer.position(tp) < end[tp] for tp in tps):
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        states[orjson.loads(record.key)] = decode_state(record.value)
+            return states
+        finally:
+            consumer.close()
+
+
+class Worker:
+    def __init__(self, process: subprocess.Popen[bytes], settings: Settings, log: Path) -> None:
+        self.process, self.settings, self.log = process, settings, log
+
+    def ready(self, timeout: float = 90.0) -> None:
+        try:
+            wait_ready(self.settings.web_port, self.process, timeout)
+        except Exception as exc:
+            raise AssertionError(f"{exc}\n--- {self.log} ---\n{self.log.read_text()[-4000:]}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/stats", timeout=5) as response:
+            result: dict[str, Any] = orjson.loads(response.read())
+            return result
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def by_id(records: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    """Records by id; asserts that a repeated id always carries identical content."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        previous = out.setdefault(record[key], record)
+        assert previous == record, f"{key} {record[key]} published twice with different content"
+    return out
+
+
+def per_contact(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    sequences: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        sequences[record["contact_id"]].append(record["transition_id"])
+    return sequences
