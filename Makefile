@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: replay the shipped sample journeys and show transitions, alerts and the summary.
-demo: replay-demo
+## The main job: the live demo (embedded broker, a worker, the journey simulator).
+demo: $(STAMP)
+	$(VENV)/bin/leadflow demo
 
 ## Replay the shipped sample offline and show transitions, alerts and the summary.
 replay-demo: $(STAMP)

@@ -111,6 +111,7 @@ def produce_lines(
         linger_ms=5,
         retries=5,
         batch_size=settings.broker["producer_batch_bytes"],
+        max_in_flight_requests_per_connection=1,  # keep each partition's order even on retries
     )
     started = time.monotonic()
     try:
@@ -141,7 +142,10 @@ def publish_sweep(settings: Settings, until: int) -> int:
 
     topic = TopicNames.of(settings).contact_events
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap, acks="all", batch_size=settings.broker["producer_batch_bytes"]
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        batch_size=settings.broker["producer_batch_bytes"],
+        max_in_flight_requests_per_connection=1,
     )
     try:
         partitions = sorted(producer.partitions_for(topic))

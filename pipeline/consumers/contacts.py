@@ -199,6 +199,10 @@ class ContactRuntime:
                 continue
             if known is not None and event.occurred_at < known.clock:
                 counts.late += 1  # older than what this contact already went through: applied late
+                log.warning(
+                    "late event %s (%s) for %s: occurred %d µs before the contact's clock",
+                    event.event_id, event.event_type, event.contact, known.clock - event.occurred_at,
+                )
             if event.event_type != REFERRAL_CONVERTED:
                 counts.applied += 1
             total.transitions.extend(outcome.transitions)
