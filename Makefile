@@ -49,6 +49,7 @@ sample: $(STAMP)
 ## Replay 1M generated events and compare with an orjson parse-only ceiling on the same file.
 bench: $(STAMP)
 	$(PY) benchmarks/bench_replay.py --events 1000000
+	cd benchmarks && ../$(PY) bench_state_size.py --events 200000
 
 bench-stream: $(STAMP)
 	$(PY) benchmarks/bench_stream.py

@@ -73,7 +73,7 @@ def main() -> int:
     path = generate(args.events)
     with tempfile.TemporaryDirectory() as outdir:
         ceiling(path)  # warm the page cache
-        parse_s = ceiling(path)
+        parse_s = min(ceiling(path) for _ in range(3))  # the ceiling at its best: a conservative ratio
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()

@@ -158,8 +158,21 @@ def next_deadline(state: ContactState, model: Model) -> Deadline | None:
 
 
 def _with_due(state: ContactState, model: Model) -> ContactState:
-    deadline = next_deadline(state, model)
-    due = None if deadline is None else deadline.at
+    """``state`` with its ``due`` cache set: the time of :func:`next_deadline` (hot path)."""
+    due: int | None = None
+    band = state.band
+    if band > 0:
+        leave = model.bands[band].leave_below
+        score = state.score
+        due = state.score_at if score < leave else state.score_at + int(model.half_life * math.log2(score / leave)) + 1
+    timed = model.timed_by_stage.get(state.stage)
+    if timed:
+        entered = state.stage_entered_at
+        for rule in timed:
+            anchor: int | None = getattr(state, _CLOCK_FIELDS[rule.since or "stage_entered"])
+            at = (entered if anchor is None or anchor < entered else anchor) + (rule.after or 0)
+            if due is None or at < due:
+                due = at
     return state if due == state.due else _replace(state, due=due)
 
 
@@ -210,6 +223,8 @@ def _points(model: Model, event: Event) -> float:
 def _choose_advance(model: Model, state: ContactState, event: Event) -> Advance | None:
     best: Advance | None = None
     measures: dict[str, Any] | None = None
+    if model.advance_ceiling.get(event.event_type, model.stages.__len__()) <= state.stage:
+        return None  # already at or above every stage this event could lead to
     candidates = model.advance_candidates.get(event.event_type, model.temperature_advances)
     for rule in candidates:
         if rule.to <= state.stage or state.stage < rule.min_stage:

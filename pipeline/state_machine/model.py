@@ -53,7 +53,14 @@ class Comparison:
 
 def all_match(tests: tuple[Comparison, ...], values: Mapping[str, Any]) -> bool:
     """True when every comparison holds on ``values`` (an empty tuple always holds)."""
-    return all(test.matches(values.get(test.key)) for test in tests)
+    for test in tests:
+        value = values.get(test.key)
+        if test.op == "eq":  # the common case, inline
+            if value is None or value != test.operand:
+                return False
+        elif not test.matches(value):
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +155,8 @@ class Model:
     advances_by_event: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
     temperature_advances: tuple[Advance, ...] = field(default=(), compare=False)
     advance_candidates: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
+    # Highest stage any advance candidate of an event type can reach (skip the rules above it).
+    advance_ceiling: Mapping[str, int] = field(default_factory=dict, compare=False)
     regress_by_stage_event: Mapping[tuple[int, str], tuple[Regress, ...]] = field(
         default_factory=dict, compare=False
     )
@@ -179,6 +188,11 @@ class Model:
             self,
             "advance_candidates",
             {t: tuple(by_event.get(t, ())) + self.temperature_advances for t in by_event.keys() | self.points.keys()},
+        )
+        object.__setattr__(
+            self,
+            "advance_ceiling",
+            {t: max((rule.to for rule in rules), default=-1) for t, rules in self.advance_candidates.items()},
         )
         object.__setattr__(self, "regress_by_stage_event", {k: tuple(v) for k, v in regress.items()})
         object.__setattr__(self, "timed_by_stage", {k: tuple(v) for k, v in timed.items()})
