@@ -31,7 +31,7 @@ test: $(STAMP) lint typecheck
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/ruff check pipeline tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy pipeline

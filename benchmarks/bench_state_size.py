@@ -13,10 +13,10 @@ import statistics
 import time
 import tracemalloc
 
+from bench_replay import generate
+
 from pipeline.replay import read_lines, replay
 from pipeline.state_machine import ContactState, builtin_model, decode_state, encode_state
-
-from bench_replay import generate
 
 
 def main() -> int:
