@@ -119,7 +119,7 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
     servers = [f"kafka://{server.strip()}" for server in settings.bootstrap.split(",") if server.strip()]
     return {
         "broker": servers,
-        "store": "rocksdb://" if settings.store == "rocksdb" else "memory://",
+        "store": f"{settings.table_store}://",
         "datadir": settings.data_dir,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": broker["replication_factor"],
@@ -168,32 +168,40 @@ def build_worker(settings: Settings) -> Worker:
     runtime = ContactRuntime(model, settings, table, send)
     worker = Worker(app=app, settings=settings, model=model, topics=topics, runtime=runtime, table=table)
 
-    def table_writer(events: list[Any]) -> Any:
+    def partition_binder(events: list[Any]) -> Any:
         by_partition = {event.message.partition: event for event in events}
 
-        async def write(partition: int, staged: dict[str, ContactState]) -> None:
-            """Store changed states locally and in the changelog, waiting for the broker's acks.
+        def bind(partition: int) -> None:
+            # Faust's RocksDB store keeps a database per partition and picks it from the current
+            # event: make it an event of the partition being processed.
+            _current_event.set(weakref.ref(by_partition[partition]))
 
-            Faust's own table writes go through a buffer that its commit does not always drain
-            (its flush gives up after 0.1 s without progress), so offsets could be committed
-            before the state they cover: we send the changelog records ourselves and await them.
-            """
-            _current_event.set(weakref.ref(by_partition[partition]))  # stores route by partition
-            changelog = table.changelog_topic.get_topic_name()
-            pending = []
-            for key, state in staged.items():
-                table.data[key] = state
-                pending.append(
-                    await app.producer.send(changelog, _json_key(key), encode_state(state), partition, None, None)
-                )
-            await asyncio.gather(*pending)
+        return bind
 
-        return write
+    async def write_states(partition: int, staged: dict[str, ContactState]) -> None:
+        """Store changed states locally and in the changelog, waiting for the broker's acks.
+
+        Faust's own table writes go through a buffer that its commit does not always drain (its
+        flush gives up after 0.1 s without progress), so offsets could be committed before the
+        state they cover: we send the changelog records ourselves and await them.
+        """
+        changelog = table.changelog_topic.get_topic_name()
+        pending = []
+        for key, state in staged.items():
+            table.data[key] = state
+            pending.append(
+                await app.producer.send(changelog, _json_key(key), encode_state(state), partition, None, None)
+            )
+        await asyncio.gather(*pending)
 
     @app.agent(contact_topic, name="leadflow.contacts")
     async def process_contacts(stream: Any) -> None:
         async for events in stream.take_events(4096, within=settings.reorder_window):
-            await runtime.handle([(event.message.partition, event.value) for event in events], table_writer(events))
+            await runtime.handle(
+                [(event.message.partition, event.value) for event in events],
+                write_states,
+                partition_binder(events),
+            )
 
     @app.timer(settings.sweep_interval, name="leadflow.sweep")  # type: ignore[untyped-decorator]
     async def sweep() -> None:

@@ -60,7 +60,7 @@ class Settings:
     sweep_clock: str = "wall"
     reorder_window: float = 0.05  # seconds: a contact's events arriving this close are applied in time order
     ingest_batch: int = 2000  # input messages per ingest poll
-    store: str = "memory"  # "memory" or "rocksdb" (needs rocksdict)
+    store: str = "auto"  # "rocksdb" (needs rocksdict), "memory", or "auto": rocksdb when installed
     data_dir: str = "./leadflow-data"
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
@@ -75,6 +75,17 @@ class Settings:
         if self.replication_factor is not None:
             merged["replication_factor"] = self.replication_factor
         return merged
+
+    @property
+    def table_store(self) -> str:
+        """The contact table's store: ``rocksdb`` or ``memory`` (``auto`` resolved)."""
+        if self.store != "auto":
+            return self.store
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            return "memory"
+        return "rocksdb"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -140,7 +151,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         sweep_clock=_choice(env, "LEADFLOW_SWEEP_CLOCK", ("wall", "event"), "wall"),
         reorder_window=_number(env, "LEADFLOW_REORDER_WINDOW_MS", float, 50.0) / 1000.0,
         ingest_batch=_number(env, "LEADFLOW_INGEST_BATCH", int, 2000),
-        store=_choice(env, "LEADFLOW_STORE", ("memory", "rocksdb"), "memory"),
+        store=_choice(env, "LEADFLOW_STORE", ("auto", "memory", "rocksdb"), "auto"),
         data_dir=env.get("LEADFLOW_DATA_DIR") or "./leadflow-data",
         web_port=_number(env, "LEADFLOW_WEB_PORT", int, 6066),
         web_bind=env.get("LEADFLOW_WEB_BIND") or "127.0.0.1",

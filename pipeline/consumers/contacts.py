@@ -157,10 +157,12 @@ class ContactRuntime:
         self,
         messages: Sequence[tuple[int, bytes]],
         write: Callable[[int, dict[str, ContactState]], Awaitable[None]],
+        bind: Callable[[int], None] = lambda partition: None,
     ) -> None:
         """Process one batch of internal messages ``(partition, value)``; ``write`` stores a
         partition's changed states and returns once they are durable (called after the outputs
-        are acknowledged)."""
+        are acknowledged); ``bind`` is called before a partition's states are read (a store that
+        keeps one database per partition finds the partition from it)."""
         grouped: dict[int, tuple[list[Event], list[int]]] = {}
         for partition, value in messages:
             try:
@@ -175,6 +177,7 @@ class ContactRuntime:
                 ticks.append(message.clock)
         pending: list[Awaitable[Any]] = []
         for partition, (events, ticks) in grouped.items():
+            bind(partition)
             outcome = self._process(self.runtime(partition), events, ticks)
             pending.extend(await self._publish(outcome))
         if pending:
@@ -182,6 +185,7 @@ class ContactRuntime:
         for partition in grouped:
             staged = self.partitions[partition].states.take_staged()
             if staged:
+                bind(partition)
                 await write(partition, staged)
         self.counts.batches += 1
 

@@ -119,9 +119,12 @@ def test_streaming_equals_replay(broker: EmbeddedBroker, namespace: str, tmp_pat
         assert stats["processor"]["duplicates"] == reference.stats.duplicates
 
 
-def test_crash_and_restart_lose_nothing(broker: EmbeddedBroker, namespace: str, tmp_path: Path,
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_crash_and_restart_lose_nothing(broker: EmbeddedBroker, namespace: str, tmp_path: Path, store: str,
                                         sample: list[bytes], reference: Reference, until: int) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, **WINDOW)
+    if store == "rocksdb":
+        pytest.importorskip("rocksdict", reason="the rocksdb store needs rocksdict (the dev extra installs it)")
+    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, store=store, **WINDOW)
     cut = len(sample) * 2 // 5
     with pipeline.worker("first") as worker:
         worker.ready()
