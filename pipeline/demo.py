@@ -6,8 +6,9 @@ purchase traffic (plus a few broken and duplicated messages) through kafka-pytho
 ``became_hot`` alerts are printed as they arrive; a summary ends the run. Ctrl-C stops everything
 and leaves no process behind.
 
-The simulated journeys span months, compressed into the run: the worker's cooling sweep follows
-event time (``LEADFLOW_SWEEP_CLOCK=event``), so contacts cool off as simulated time passes.
+The simulated journeys span months, compressed into the run: the worker's clock is event time
+(``LEADFLOW_SWEEP_CLOCK=event``), so contacts cool off as simulated time passes, and once every
+event is in, a sweep up to the wall clock fires the cooling still due.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from .kafka_tools import ensure_topics, produce_lines, tail
+from .kafka_tools import ensure_topics, produce_lines, publish_sweep, tail
 from .settings import Settings, from_env
 from .simulator import simulate, with_faults
 from .topics import TopicNames
@@ -201,12 +202,18 @@ def run_demo(args: argparse.Namespace) -> int:
         publisher = threading.Thread(target=publish, daemon=True, name="simulator")
         publisher.start()
         last_record = time.monotonic()
+        swept = False
         while True:
             try:
                 kind, record = records.get(timeout=0.2)
             except queue.Empty:
-                if done.is_set() and time.monotonic() - last_record > 5.0:
-                    break
+                if done.is_set() and time.monotonic() - last_record > 4.0:
+                    if swept:
+                        break
+                    # Journeys are in; bring event time up to now: contacts that went quiet cool off.
+                    print("\nall events in: sweeping the event-time clock up to now...", flush=True)
+                    publish_sweep(settings, time.time_ns() // 1000)
+                    swept, last_record = True, time.monotonic()
                 if worker.poll() is not None:
                     raise RuntimeError(f"the worker exited with code {worker.returncode}") from None
                 continue
