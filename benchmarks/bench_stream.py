@@ -161,8 +161,10 @@ def pipeline_rate(settings: Settings, total: int, workdir: Path) -> float:
         wait_ready(settings.web_port, process)
         first_at: tuple[float, int] | None = None
         while True:
-            processor = stats(settings.web_port)["processor"]
-            done = int(processor["applied"]) + int(processor["duplicates"])  # type: ignore[index]
+            report = stats(settings.web_port)
+            processor, ingest = report["processor"], report["ingest"]
+            dead = sum(sum(family["dead_lettered"].values()) for family in ingest.values())  # type: ignore[attr-defined]
+            done = int(processor["applied"]) + int(processor["duplicates"]) + dead  # type: ignore[index]
             now = time.perf_counter()
             if first_at is None and done > 0:
                 first_at = (now, done)
