@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from .embedded_broker import free_port
 from .kafka_tools import ensure_topics, produce_lines, publish_sweep, tail
 from .settings import Settings, from_env
 from .simulator import simulate, with_faults
@@ -43,14 +44,6 @@ _COLORS = {"advance": "\033[32m", "regress": "\033[36m", "hot": "\033[1;31m", "d
 
 def _paint(kind: str, text: str, color: bool) -> str:
     return f"{_COLORS[kind]}{text}{_COLORS['end']}" if color else text
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def shifted_journeys(contacts: int, now: datetime) -> list[bytes]:
