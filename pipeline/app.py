@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka import AIOKafkaProducer
 from faust.serializers import codecs
 from faust.streams import _current_event
 
@@ -178,21 +179,37 @@ def build_worker(settings: Settings) -> Worker:
 
         return bind
 
+    changelog_producer: list[AIOKafkaProducer] = []
+
     async def write_states(partition: int, staged: dict[str, ContactState]) -> None:
         """Store changed states locally and in the changelog, waiting for the broker's acks.
 
         Faust's own table writes go through a buffer that its commit does not always drain (its
         flush gives up after 0.1 s without progress), so offsets could be committed before the
-        state they cover: we send the changelog records ourselves and await them.
+        state they cover: we send the changelog records ourselves and await them, with a
+        producer of their own (the broker profile may need the changelog in one-record batches).
         """
-        changelog = table.changelog_topic.get_topic_name()
+        if not changelog_producer:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap,
+                acks="all",
+                linger_ms=1,
+                max_batch_size=settings.broker["changelog_batch_bytes"],
+                client_id=f"{settings.app_id}-changelog",
+            )
+            await producer.start()
+            changelog_producer.append(producer)
+        changelog, producer = table.changelog_topic.get_topic_name(), changelog_producer[0]
         pending = []
         for key, state in staged.items():
             table.data[key] = state
-            pending.append(
-                await app.producer.send(changelog, _json_key(key), encode_state(state), partition, None, None)
-            )
+            pending.append(await producer.send(changelog, encode_state(state), key=_json_key(key), partition=partition))
         await asyncio.gather(*pending)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_changelog_producer(app: faust.App, **kwargs: Any) -> None:
+        while changelog_producer:
+            await changelog_producer.pop().stop()
 
     @app.agent(contact_topic, name="leadflow.contacts")
     async def process_contacts(stream: Any) -> None:

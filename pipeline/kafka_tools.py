@@ -216,9 +216,10 @@ def tail(
     return count
 
 
-def read_topic(topic: str, settings: Settings, timeout: float = 30.0) -> list[bytes]:
-    """Every record value of ``topic`` up to its current end offsets, partition by partition in
-    offset order (for tests, the demo summary and debugging)."""
+def read_topic(topic: str, settings: Settings, timeout: float = 30.0, quiet_ms: int = 300) -> list[bytes]:
+    """Every record value of ``topic``, partition by partition in offset order (for tests and
+    debugging): reads past the reported end offsets until a fetch brings nothing for
+    ``quiet_ms`` (some brokers under-report the end after multi-record batches)."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
@@ -235,11 +236,19 @@ def read_topic(topic: str, settings: Settings, timeout: float = 30.0) -> list[by
         end = consumer.end_offsets(assignment)
         values: dict[int, list[bytes]] = {p: [] for p in partitions}
         deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < end[tp] for tp in assignment):
+        quiet_since = time.monotonic()
+        while True:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: still short of its end offsets after {timeout}s")
-            for tp, records in consumer.poll(timeout_ms=200).items():
+                raise TimeoutError(f"reading {topic}: still receiving after {timeout}s")
+            batch = consumer.poll(timeout_ms=100)
+            for tp, records in batch.items():
                 values[tp.partition].extend(record.value for record in records)
+            if batch:
+                quiet_since = time.monotonic()
+            elif all(consumer.position(tp) >= end[tp] for tp in assignment) and (
+                time.monotonic() - quiet_since
+            ) * 1000 >= quiet_ms:
+                break
         return [value for p in partitions for value in values[p]]
     finally:
         consumer.close()
