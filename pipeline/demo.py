@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from .embedded_broker import free_port
+from .embedded_broker import die_with_parent, free_port
 from .kafka_tools import ensure_topics, produce_lines, publish_sweep, tail
 from .settings import Settings, from_env
 from .simulator import simulate, with_faults
@@ -69,6 +69,7 @@ def worker_process(settings: Settings, log_path: Path) -> Iterator[subprocess.Po
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # even a SIGKILLed demo or test leaves no worker behind
         )
     try:
         yield process

