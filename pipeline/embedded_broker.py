@@ -54,7 +54,8 @@ def find_binary() -> str:
 
 def die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGTERM the broker when its parent dies, so even a
-    parent killed with SIGKILL leaves no broker behind (a no-op elsewhere)."""
+    parent killed with SIGKILL leaves no broker behind (a no-op elsewhere). Linux sends it when
+    the *thread* that started the child exits: start children from a thread that outlives them."""
     if sys.platform.startswith("linux"):
         import ctypes
 
