@@ -10,12 +10,14 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from .settings import Settings, SettingsError, from_env
 from .state_machine import LifecycleError, Model, resolve_model
 from .state_machine.clock import parse_rfc3339, to_rfc3339
+from .storage import commands as storage_commands
 
 EXIT_IO = 1
 EXIT_USAGE = 2
@@ -61,8 +63,46 @@ def cmd_replay(args: argparse.Namespace) -> int:
     outputs = [p for p in (args.out, args.alerts, args.deadletter, args.contacts) if p == "-"]
     if len(outputs) > 1:
         raise CliError("at most one output may be '-' (stdout)")
+    with ExitStack() as stack:
+        history = None
+        if args.db is not None:
+            history = stack.enter_context(_history_writer(args.db))
+        stats = _replay(args, model, replay_files, progress, history)
+        if history is not None:
+            history.flush()
+            print(
+                f"history: {history.counts.transitions} transitions, {history.counts.alerts} alerts and "
+                f"{history.counts.contacts} contacts written to {history.store.display_url} "
+                f"in {history.counts.batches} transactions",
+                file=sys.stderr,
+            )
+    if interactive:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    print(format_summary(stats, model), file=sys.stderr)
+    if args.summary_json:
+        import json
+
+        Path(args.summary_json).write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _history_writer(url: str) -> Any:
+    """The batched writer of ``replay --db``; storage errors become CLI errors naming the database."""
+    from .storage import HistoryWriter, StorageError
+    from .storage.commands import storage_failure
+
     try:
-        stats = replay_files(
+        return HistoryWriter(url)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+
+
+def _replay(args: argparse.Namespace, model: Any, replay_files: Any, progress: Any, history: Any) -> Any:
+    from .storage import StorageError
+    from .storage.commands import storage_failure
+
+    try:
+        return replay_files(
             args.events,
             model,
             received_at=_now_micros(),
@@ -72,17 +112,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             deadletter=args.deadletter,
             contacts=args.contacts,
             progress=progress,
+            history=history,
         )
     except OSError as exc:
         raise CliError(f"{exc.filename or args.events}: {exc.strerror or exc}", EXIT_IO) from exc
-    if interactive:
-        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    print(format_summary(stats, model), file=sys.stderr)
-    if args.summary_json:
-        import json
-
-        Path(args.summary_json).write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
-    return 0
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
 
 
 def cmd_model_validate(args: argparse.Namespace) -> int:
@@ -242,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contacts", metavar="FILE", help="write each contact's final state (JSONL)")
     p.add_argument("--until", metavar="RFC3339", type=_rfc3339, help="at the end, fire cooling due up to this time")
     p.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
+    p.add_argument("--db", metavar="URL", help="also write transitions, alerts and contacts to this database "
+                   "(sqlite:///leadflow.db, postgresql+psycopg://...; run `leadflow db upgrade` first)")
     p.set_defaults(func=cmd_replay)
 
     model = sub.add_parser("model", help="check or draw a lifecycle model").add_subparsers(
@@ -302,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--rate", type=float, default=400.0, help="events per second published")
     dm.add_argument("--quiet", action="store_true", help="print the summary only")
     dm.set_defaults(func=cmd_demo)
+
+    storage_commands.register(sub)
     return parser
 
 

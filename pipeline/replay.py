@@ -14,15 +14,24 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgspec
 
 from .contracts import decode_event
 from .state_machine import ContactState, Event, Model, snapshot
 from .state_machine.processor import LifecycleProcessor, Outcome
+from .state_machine.records import Alert, ContactSnapshot, Transition
 
 _encode = msgspec.json.Encoder().encode
+
+
+class HistorySink(Protocol):
+    """Where ``replay(history=...)`` also sends its records: ``pipeline.storage.HistoryWriter``."""
+
+    def add_transitions(self, records: Iterable[Transition]) -> None: ...
+    def add_alerts(self, records: Iterable[Alert]) -> None: ...
+    def add_contacts(self, records: Iterable[ContactSnapshot]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -113,8 +122,12 @@ def replay(
     contacts: IO[bytes] | None = None,
     progress: Callable[[ReplayStats], None] | None = None,
     keep_states: dict[str, ContactState] | None = None,
+    history: HistorySink | None = None,
 ) -> ReplayStats:
     """Replay ``lines`` (one JSON envelope each, with a ``source`` field) through ``model``.
+
+    ``history`` also receives every transition and alert as it happens and, at the end, every
+    contact's snapshot (``leadflow replay --db``: a batched, idempotent database writer).
 
     ``received_at`` (microseconds) is the wall clock when the run started: events more than five
     minutes after it are dead-lettered as ``future_timestamp``.
@@ -131,6 +144,11 @@ def replay(
             transition_counts[(transition.kind, transition.direction)] += 1
         for alert in outcome.alerts:
             alerts_out.write(alert)
+        if history is not None:
+            if outcome.transitions:
+                history.add_transitions(outcome.transitions)
+            if outcome.alerts:
+                history.add_alerts(outcome.alerts)
         stats.alerts += len(outcome.alerts)
         stats.referral_credits += outcome.referrals_applied
 
@@ -155,11 +173,19 @@ def replay(
     if until is not None:
         emit(processor.advance_to(until))
     contacts_out = _Sink(contacts)
+    views: list[ContactSnapshot] = []
     for state in processor.states.values():
         view = snapshot(state, model, until)
         stats.stages[view.stage] += 1
         stats.temperatures[view.temperature] += 1
         contacts_out.write(view)
+        if history is not None:
+            views.append(view)
+            if len(views) >= 4096:
+                history.add_contacts(views)
+                views = []
+    if history is not None and views:
+        history.add_contacts(views)
     stats.contacts = len(processor.states)
     if keep_states is not None:
         keep_states.update(processor.states)
@@ -180,6 +206,7 @@ def replay_files(
     deadletter: str | None = None,
     contacts: str | None = None,
     progress: Callable[[ReplayStats], None] | None = None,
+    history: HistorySink | None = None,
 ) -> ReplayStats:
     """:func:`replay` over paths (``-`` = stdin for the source, stdout for one output)."""
     with ExitStack() as stack:
@@ -194,6 +221,7 @@ def replay_files(
             deadletter=_open(stack, deadletter),
             contacts=_open(stack, contacts),
             progress=progress,
+            history=history,
         )
 
 

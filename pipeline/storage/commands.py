@@ -1,0 +1,200 @@
+"""``leadflow db upgrade``, ``leadflow contact``, ``leadflow funnel``, ``leadflow alerts ack``.
+
+``register(subparsers)`` adds them to the ``leadflow`` command line (pipeline/cli.py). Exit codes
+follow the CLI's: 0 success; 1 the database cannot be reached, or the contact / alert asked for
+is not in it; 2 a usage error (bad URL, date, model, or a database whose schema needs
+``leadflow db upgrade``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .database import ENV_VAR, resolve_url, safe_url
+from .errors import (
+    InvalidAcknowledgement,
+    InvalidDatabaseUrl,
+    SchemaNotReady,
+    StorageError,
+    UnknownAlert,
+)
+from .protocol import GROUP_BY
+
+if TYPE_CHECKING:
+    from .sql_store import SqlHistoryStore
+
+EXIT_NOT_FOUND = 1
+EXIT_IO = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int) -> Exception:
+    from ..cli import CliError  # imported late: pipeline.cli imports this module
+
+    return CliError(message, code)
+
+
+def storage_failure(exc: StorageError) -> Exception:
+    usage = isinstance(exc, InvalidDatabaseUrl | SchemaNotReady | InvalidAcknowledgement)
+    not_found = isinstance(exc, UnknownAlert)
+    return _fail(str(exc), EXIT_USAGE if usage else EXIT_NOT_FOUND if not_found else EXIT_IO)
+
+
+def parse_bound(text: str, *, end: bool) -> datetime:
+    """``--since`` / ``--until``: a date (UTC day; ``--until`` includes that day) or RFC 3339."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is not None and len(text) == 10:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1) if end else start
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"not a date (YYYY-MM-DD) or an RFC 3339 time with offset (2025-03-01T09:00:00Z): {text!r}"
+        )
+    return moment.astimezone(UTC)
+
+
+def _open_store(args: argparse.Namespace) -> SqlHistoryStore:
+    from .sql_store import SqlHistoryStore
+
+    return SqlHistoryStore(args.db)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .migrate import upgrade_database
+
+    url = resolve_url(args.db)
+    try:
+        before, after = upgrade_database(url)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+    if before == after:
+        print(f"{safe_url(url)}: schema already at revision {after}")
+    else:
+        print(f"{safe_url(url)}: schema upgraded from {before or 'empty'} to revision {after}")
+    return 0
+
+
+def cmd_contact(args: argparse.Namespace) -> int:
+    from .report_text import contact_as_dict, format_contact
+
+    try:
+        with _open_store(args) as store:
+            history = store.contact_timeline(args.contact_id)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+    if history is None:
+        raise _fail(
+            f"no contact {args.contact_id!r} in {safe_url(resolve_url(args.db))}: check the id "
+            "(anonymous visitors are 'anon:<anonymous_id>') and that its history was written there",
+            EXIT_NOT_FOUND,
+        )
+    if args.json:
+        print(json.dumps(contact_as_dict(history), indent=2, ensure_ascii=False))
+    else:
+        print(format_contact(history))
+    return 0
+
+
+def cmd_funnel(args: argparse.Namespace) -> int:
+    from ..state_machine import LifecycleError, resolve_model
+    from .report_html import render_html
+    from .report_text import format_funnel, funnel_as_dict
+
+    try:
+        model = resolve_model(args.model)
+    except LifecycleError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise _fail(f"--since ({args.since.isoformat()}) must be before --until ({args.until.isoformat()})", EXIT_USAGE)
+    try:
+        with _open_store(args) as store:
+            report = store.funnel(model, by=args.by, since=args.since, until=args.until)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+    if args.json:
+        print(json.dumps(funnel_as_dict(report), indent=2, ensure_ascii=False))
+    else:
+        print(format_funnel(report))
+    if args.html:
+        try:
+            Path(args.html).write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"{args.html}: {exc.strerror or exc}", EXIT_IO) from exc
+        print(f"wrote the HTML report to {args.html}", file=sys.stderr)
+    return 0
+
+
+def cmd_alerts_ack(args: argparse.Namespace) -> int:
+    at = args.at if args.at is not None else datetime.now(UTC)
+    try:
+        with _open_store(args) as store:
+            result = store.acknowledge(args.alert_id, at)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+    if result.newly_acknowledged:
+        print(f"alert {result.alert_id} acknowledged at {result.acknowledged_at}")
+    else:
+        print(f"alert {result.alert_id} was already acknowledged at {result.acknowledged_at}; kept that time")
+    return 0
+
+
+def _rfc3339(text: str) -> datetime:
+    moment = parse_bound(text, end=False)
+    if len(text) == 10:
+        raise argparse.ArgumentTypeError(f"give a time with offset, not a date: {text!r} (e.g. {text}T09:30:00Z)")
+    return moment
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", metavar="URL", help=f"database URL (default: ${ENV_VAR}, else sqlite:///leadflow.db)"
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``db``, ``contact``, ``funnel`` and ``alerts`` to the ``leadflow`` subcommands."""
+    db = subparsers.add_parser("db", help="manage the history database").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    up = db.add_parser("upgrade", help="create or upgrade the history tables (idempotent)")
+    _db_option(up)
+    up.set_defaults(func=cmd_db_upgrade)
+
+    c = subparsers.add_parser("contact", help="a contact's current state and full timeline")
+    c.add_argument("contact_id", metavar="ID")
+    _db_option(c)
+    c.add_argument("--json", action="store_true", help="print JSON instead of text")
+    c.set_defaults(func=cmd_contact)
+
+    f = subparsers.add_parser("funnel", help="contacts reaching each stage, per first-touch source")
+    _db_option(f)
+    f.add_argument("--since", metavar="DATE", type=lambda s: parse_bound(s, end=False),
+                   help="from this UTC day or RFC 3339 time (inclusive)")
+    f.add_argument("--until", metavar="DATE", type=lambda s: parse_bound(s, end=True),
+                   help="up to this UTC day (inclusive) or RFC 3339 time (exclusive)")
+    f.add_argument("--by", choices=GROUP_BY, default="source", help="group by this first-touch field")
+    f.add_argument("--model", metavar="NAME_OR_FILE", help="model whose stages to count (default: default)")
+    f.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
+    f.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    f.set_defaults(func=cmd_funnel)
+
+    alerts = subparsers.add_parser("alerts", help="work with became_hot alerts").add_subparsers(
+        dest="alerts_command", required=True, metavar="ACTION"
+    )
+    ack = alerts.add_parser("ack", help="record that sales acted on an alert")
+    ack.add_argument("alert_id", metavar="ALERT_ID")
+    _db_option(ack)
+    ack.add_argument("--at", metavar="RFC3339", type=_rfc3339, help="when (default: now)")
+    ack.set_defaults(func=cmd_alerts_ack)

@@ -1,0 +1,180 @@
+"""The SQLAlchemy adapter of :class:`~.protocol.HistoryStore`, for SQLite and PostgreSQL.
+
+Writes are multi-row ``INSERT ... ON CONFLICT`` statements (SQLAlchemy's "insertmanyvalues"
+batching on both dialects): transitions and alerts ``DO NOTHING`` on their ids, contacts
+``DO UPDATE`` only when the incoming snapshot is at least as new as the stored one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..state_machine.model import Model
+from ..state_machine.records import Alert, ContactSnapshot, Transition
+from . import rows
+from .database import open_engine, resolve_url, safe_url, translate_errors
+from .errors import InvalidAcknowledgement, UnknownAlert
+from .funnel import FunnelReport, compute_funnel
+from .migrate import require_current_schema
+from .protocol import Acknowledgement, ContactHistory, GroupBy, StoredAlert
+from .tables import alerts, contacts, transitions
+
+_UPDATED_COLUMNS = [c.name for c in contacts.columns if c.name != "contact_id"]
+
+
+def _newest_per_contact(snapshots: Sequence[ContactSnapshot]) -> list[ContactSnapshot]:
+    """One snapshot per contact, the newest (the last one given wins a tie)."""
+    newest: dict[str, tuple[tuple[datetime, datetime], ContactSnapshot]] = {}
+    for snapshot in snapshots:
+        version = rows.snapshot_version(snapshot)
+        held = newest.get(snapshot.contact_id)
+        if held is None or version >= held[0]:
+            newest[snapshot.contact_id] = (version, snapshot)
+    return [snapshot for _, snapshot in newest.values()]
+
+
+class SqlHistoryStore:
+    """History in a SQL database. ``SqlHistoryStore(url)`` opens it and checks the schema is at
+    the newest revision (:class:`~.errors.SchemaNotReady` otherwise)."""
+
+    def __init__(
+        self, url: str | None = None, *, clock: Callable[[], datetime] | None = None, check_schema: bool = True
+    ) -> None:
+        self.url = resolve_url(url)
+        self.display_url = safe_url(self.url)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.engine: Engine = open_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        if check_schema:
+            try:
+                require_current_schema(self.engine, self.url)
+            except BaseException:
+                self.engine.dispose()
+                raise
+
+    def __enter__(self) -> SqlHistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        transitions_batch: Sequence[Transition],
+        alerts_batch: Sequence[Alert],
+        contacts_batch: Sequence[ContactSnapshot],
+    ) -> None:
+        with translate_errors(self.url), self.engine.begin() as connection:
+            self._write(connection, transitions_batch, alerts_batch, contacts_batch)
+
+    def _write(
+        self,
+        connection: Connection,
+        transitions_batch: Sequence[Transition],
+        alerts_batch: Sequence[Alert],
+        contacts_batch: Sequence[ContactSnapshot],
+    ) -> None:
+        if transitions_batch:
+            connection.execute(
+                self._insert(transitions).on_conflict_do_nothing(index_elements=["transition_id"]),
+                [rows.transition_row(t) for t in transitions_batch],
+            )
+        if alerts_batch:
+            connection.execute(
+                self._insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"]),
+                [rows.alert_row(a) for a in alerts_batch],
+            )
+        if contacts_batch:
+            written_at = self._clock()
+            statement = self._insert(contacts)
+            new = statement.excluded
+            newer = or_(
+                contacts.c.last_event_at.is_(None),
+                new.last_event_at > contacts.c.last_event_at,
+                (new.last_event_at == contacts.c.last_event_at) & (new.stage_entered_at >= contacts.c.stage_entered_at),
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["contact_id"],
+                    set_={name: new[name] for name in _UPDATED_COLUMNS},
+                    where=newer,
+                ),
+                [rows.contact_row(c, written_at) for c in _newest_per_contact(contacts_batch)],
+            )
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def contact_timeline(self, contact_id: str) -> ContactHistory | None:
+        with translate_errors(self.url), self.engine.connect() as connection:
+            contact_row = connection.execute(select(contacts).where(contacts.c.contact_id == contact_id)).first()
+            transition_rows = connection.execute(
+                select(transitions)
+                .where(transitions.c.contact_id == contact_id)
+                .order_by(transitions.c.occurred_at, transitions.c.seq)
+            ).all()
+            alert_rows = connection.execute(
+                select(alerts)
+                .where(alerts.c.contact_id == contact_id)
+                .order_by(alerts.c.occurred_at, alerts.c.alert_id)
+            ).all()
+        if contact_row is None and not transition_rows and not alert_rows:
+            return None
+        return ContactHistory(
+            contact_id=contact_id,
+            contact=None if contact_row is None else rows.contact_from_row(contact_row),
+            transitions=tuple(rows.transition_from_row(r) for r in transition_rows),
+            alerts=tuple(
+                StoredAlert(
+                    rows.alert_from_row(r),
+                    None if r.acknowledged_at is None else rows.format_time(r.acknowledged_at),
+                )
+                for r in alert_rows
+            ),
+        )
+
+    def funnel(
+        self,
+        model: Model,
+        *,
+        by: GroupBy = "source",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> FunnelReport:
+        with translate_errors(self.url), self.engine.connect() as connection:
+            return compute_funnel(connection, model, by, since, until)
+
+    # -- acknowledging ---------------------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, at: datetime) -> Acknowledgement:
+        with translate_errors(self.url), self.engine.begin() as connection:
+            found = connection.execute(
+                select(alerts.c.occurred_at, alerts.c.acknowledged_at).where(alerts.c.alert_id == alert_id)
+            ).first()
+            if found is None:
+                raise UnknownAlert(alert_id)
+            occurred_at, acknowledged_at = found
+            if acknowledged_at is not None:
+                return Acknowledgement(alert_id, rows.format_time(acknowledged_at), newly_acknowledged=False)
+            if at < occurred_at:
+                raise InvalidAcknowledgement(alert_id, rows.format_time(at), rows.format_time(occurred_at))
+            result = connection.execute(
+                update(alerts)
+                .where(alerts.c.alert_id == alert_id, alerts.c.acknowledged_at.is_(None))
+                .values(acknowledged_at=at)
+            )
+            if result.rowcount == 0:  # acknowledged concurrently between the select and the update
+                stored = connection.execute(
+                    select(alerts.c.acknowledged_at).where(alerts.c.alert_id == alert_id)
+                ).scalar_one()
+                return Acknowledgement(alert_id, rows.format_time(stored), newly_acknowledged=False)
+        return Acknowledgement(alert_id, rows.format_time(at), newly_acknowledged=True)

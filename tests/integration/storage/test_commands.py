@@ -1,0 +1,97 @@
+"""``leadflow db upgrade``, ``contact``, ``funnel`` and ``alerts ack`` end to end on real databases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.storage import SqlHistoryStore
+
+from .conftest import fixture_history
+
+pytestmark = pytest.mark.integration
+
+
+def run(argv: list[str]) -> int:
+    """``leadflow ARGV``, in process, through the real command line."""
+    return main(argv)
+
+
+@pytest.fixture
+def filled(db_url: str) -> str:
+    with SqlHistoryStore(db_url) as store:
+        store.write_batch(*fixture_history())
+    return db_url
+
+
+def test_db_upgrade_creates_then_reports_current(empty_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["db", "upgrade", "--db", empty_db]) == 0
+    assert "schema upgraded from empty to revision 0002" in capsys.readouterr().out
+    assert run(["db", "upgrade", "--db", empty_db]) == 0
+    assert "schema already at revision 0002" in capsys.readouterr().out
+
+
+def test_db_url_comes_from_the_environment(empty_db: str, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LEADFLOW_DB", empty_db)
+    assert run(["db", "upgrade"]) == 0
+    assert "revision 0002" in capsys.readouterr().out
+
+
+def test_contact_prints_state_and_timeline(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["contact", "B", "--db", filled]) == 0
+    out = capsys.readouterr().out
+    assert "stage niche since 2025-05-02T00:00:00Z" in out
+    assert "stage advance: niche → buyer (skipped lead)  reason claimed_offer  by event b-1" in out
+    assert "stage regress: buyer → lead  reason buyer_went_quiet  time-driven" in out
+    assert "ALERT became_hot al-b" in out and "NOT acknowledged" in out
+    lines = [line for line in out.splitlines() if line.startswith("  2025-")]
+    times = [line.split()[0] for line in lines]
+    assert times == sorted(times) and len(lines) == 4  # time order
+
+
+def test_contact_json_and_acknowledgement(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["alerts", "ack", "al-b", "--db", filled, "--at", "2025-01-02T03:00:00Z"]) == 0
+    assert "acknowledged at 2025-01-02T03:00:00Z" in capsys.readouterr().out
+    assert run(["alerts", "ack", "al-b", "--db", filled, "--at", "2025-01-09T00:00:00Z"]) == 0
+    assert "already acknowledged at 2025-01-02T03:00:00Z; kept that time" in capsys.readouterr().out
+    assert run(["contact", "B", "--db", filled, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["contact"]["stage"] == "niche"
+    assert [e["entry"] for e in document["timeline"]] == ["transition", "alert", "transition", "transition"]
+    assert document["timeline"][1]["acknowledged_at"] == "2025-01-02T03:00:00Z"
+
+
+def test_unknown_ids_exit_1_with_a_message(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["contact", "nobody", "--db", filled]) == 1
+    assert "no contact 'nobody'" in capsys.readouterr().out
+    assert run(["alerts", "ack", "nope", "--db", filled]) == 1
+    assert "no alert with id 'nope'" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["contact", "A", "--db", f"sqlite:///{tmp_path / 'not-upgraded.db'}"]) == 2
+    assert "leadflow db upgrade --db" in capsys.readouterr().out
+    assert run(["funnel", "--db", filled, "--model", "no-such-model"]) == 2
+    assert run(["funnel", "--db", "mysql://x/y"]) == 2
+    assert "unsupported database 'mysql'" in capsys.readouterr().out
+    assert run(["funnel", "--db", filled, "--since", "2025-02-01", "--until", "2025-01-01"]) == 2
+    with pytest.raises(SystemExit) as exited:
+        run(["funnel", "--db", filled, "--since", "last tuesday"])
+    assert exited.value.code == 2
+
+
+def test_funnel_table_json_and_html(filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "funnel.html"
+    assert run(["funnel", "--db", filled, "--by", "utm_source", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "funnel of model default@1 by utm_source, all time" in out
+    assert "== google: 3 contacts" in out
+    assert page.read_text().count('class="funnel"') == 5  # the total and four groups
+    assert run(["funnel", "--db", filled, "--json", "--since", "2025-01-03", "--until", "2025-01-31"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["until"] == "2025-02-01T00:00:00Z"  # a date --until includes that day
+    assert document["total"]["contacts"] == 3

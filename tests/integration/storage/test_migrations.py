@@ -1,0 +1,53 @@
+"""Migrations: from an empty database to head, and revision 0001 -> head on a database with data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from pipeline.storage import SqlHistoryStore, head_revision, upgrade_database
+from pipeline.storage.database import open_engine
+from pipeline.storage.tables import Base
+
+from .conftest import fixture_history
+
+pytestmark = pytest.mark.integration
+
+
+def test_upgrade_from_empty_creates_the_mapped_schema(empty_db: str) -> None:
+    assert upgrade_database(empty_db) == (None, head_revision())
+    assert upgrade_database(empty_db) == (head_revision(), head_revision())  # idempotent
+    engine = open_engine(empty_db)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == [], "the migrations and pipeline/storage/tables.py disagree"
+
+
+def test_upgrade_in_place_keeps_the_data(empty_db: str) -> None:
+    assert upgrade_database(empty_db, "0001") == (None, "0001")
+    engine = open_engine(empty_db)
+    with engine.begin() as connection:  # a revision-0001 database holding an alert and a transition
+        connection.execute(text(
+            "INSERT INTO alerts (alert_id, type, contact_id, stage, score, occurred_at, respond_by, reasons, model) "
+            "VALUES ('al-old', 'became_hot', 'A', 'lead', 50, :at, :by, '[]', 'default@1')"
+        ), {"at": datetime(2025, 1, 2, tzinfo=UTC), "by": datetime(2025, 1, 2, 1, tzinfo=UTC)})
+        connection.execute(text(
+            'INSERT INTO transitions (transition_id, contact_id, kind, "from", "to", direction, reason, skipped, '
+            "occurred_at, stage, temperature, score, model) VALUES ('t-old', 'A', 'stage', 'niche', 'lead', "
+            "'advance', 'signed_up', '[]', :at, 'lead', 'cold', 10, 'default@1')"
+        ), {"at": datetime(2025, 1, 1, tzinfo=UTC)})
+    engine.dispose()
+    assert upgrade_database(empty_db) == ("0001", head_revision())
+    with SqlHistoryStore(empty_db) as store:
+        history = store.contact_timeline("A")
+        assert history is not None and [t.transition_id for t in history.transitions] == ["t-old"]
+        assert history.alerts[0].acknowledged_at is None
+        assert store.acknowledge("al-old", datetime(2025, 1, 2, 0, 10, tzinfo=UTC)).newly_acknowledged
+        store.write_batch(*fixture_history())  # the upgraded schema takes new history
+        history = store.contact_timeline("A")
+        assert history is not None and len(history.transitions) == 6
