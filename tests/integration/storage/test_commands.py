@@ -67,17 +67,17 @@ def test_contact_json_and_acknowledgement(filled: str, capsys: pytest.CaptureFix
 
 def test_unknown_ids_exit_1_with_a_message(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["contact", "nobody", "--db", filled]) == 1
-    assert "no contact 'nobody'" in capsys.readouterr().out
+    assert "no contact 'nobody'" in capsys.readouterr().err
     assert run(["alerts", "ack", "nope", "--db", filled]) == 1
-    assert "no alert with id 'nope'" in capsys.readouterr().out
+    assert "no alert with id 'nope'" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["contact", "A", "--db", f"sqlite:///{tmp_path / 'not-upgraded.db'}"]) == 2
-    assert "leadflow db upgrade --db" in capsys.readouterr().out
+    assert "leadflow db upgrade --db" in capsys.readouterr().err
     assert run(["funnel", "--db", filled, "--model", "no-such-model"]) == 2
     assert run(["funnel", "--db", "mysql://x/y"]) == 2
-    assert "unsupported database 'mysql'" in capsys.readouterr().out
+    assert "unsupported database 'mysql'" in capsys.readouterr().err
     assert run(["funnel", "--db", filled, "--since", "2025-02-01", "--until", "2025-01-01"]) == 2
     with pytest.raises(SystemExit) as exited:
         run(["funnel", "--db", filled, "--since", "last tuesday"])
