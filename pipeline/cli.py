@@ -18,6 +18,7 @@ from .settings import Settings, SettingsError, from_env
 from .state_machine import LifecycleError, Model, resolve_model
 from .state_machine.clock import parse_rfc3339, to_rfc3339
 from .storage import commands as storage_commands
+from .webhooks import commands as webhooks_commands
 
 EXIT_IO = 1
 EXIT_USAGE = 2
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
 
     storage_commands.register(sub)
+    webhooks_commands.register(sub)
     return parser
 
 

@@ -1,0 +1,99 @@
+"""``leadflow webhooks``: deliver alerts and transitions to sales tools (its own process).
+
+``register(subparsers)`` adds the command to ``leadflow`` (pipeline/cli.py). Exit codes follow the
+CLI's: 0 a clean stop (or a valid ``--check``); 1 Kafka cannot be reached to create the topic;
+2 a usage error or an invalid subscriptions file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from .config import ENV_VAR, load_config
+from .errors import ConfigError
+
+PORT_ENV_VAR = "LEADFLOW_WEBHOOKS_WEB_PORT"
+DEFAULT_PORT = 6068
+EXIT_IO = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int) -> Exception:
+    from ..cli import CliError  # imported late: pipeline.cli imports this module
+
+    return CliError(message, code)
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from ..cli import _model, _settings
+
+    path = args.config or os.environ.get(ENV_VAR)
+    if not path:
+        raise _fail(f"no subscriptions file: give --config FILE or set {ENV_VAR}", EXIT_USAGE)
+    settings = _settings(args)
+    model = _model(settings.model)
+    try:
+        config = load_config(path, stages=model.stages)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+    if args.check:
+        for s in config.subscriptions:
+            wanted = s.filter
+            what = [
+                *(["became_hot alerts"] if wanted.became_hot else []),
+                *([f"stage into {', '.join(sorted(wanted.stages_into))}"] if wanted.stages_into else []),
+                *([f"stage out of {', '.join(sorted(wanted.stages_out_of))}"] if wanted.stages_out_of else []),
+                *(["temperature changes"] if wanted.temperature_changes else []),
+            ]
+            print(f"{s.name}: POST {s.url} ({'; '.join(what)}), {s.max_in_flight} in flight, "
+                  f"timeout {s.retry.timeout:g}s, retries for {s.retry.retry_for:g}s")
+        print(f"{path}: {len(config.subscriptions)} valid subscriptions")
+        return 0
+    port = args.web_port
+    if port is None:
+        raw = os.environ.get(PORT_ENV_VAR) or str(DEFAULT_PORT)
+        if not raw.isdigit():
+            raise _fail(f"{PORT_ENV_VAR}={raw!r} is not a port number", EXIT_USAGE)
+        port = int(raw)
+    logging.basicConfig(
+        level=getattr(logging, args.loglevel.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from .service import ensure_deadletter_topic, serve
+
+    if not args.no_create_topics:
+        from ..kafka_tools import ensure_topics
+
+        try:
+            created = ensure_topics(settings)
+            if ensure_deadletter_topic(settings):
+                created.append(settings.topic("webhooks.deadletter"))
+        except Exception as exc:  # kafka-python raises many kinds; all mean "cannot reach Kafka"
+            raise _fail(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
+        if created:
+            print(f"created topics: {', '.join(created)}", file=sys.stderr)
+    asyncio.run(serve(config, settings, args.web_bind, port))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ..cli import _kafka_options
+
+    p = sub.add_parser("webhooks", help="deliver alerts and transitions to sales tools' webhooks (its own process)")
+    _kafka_options(p)
+    p.add_argument("--config", metavar="FILE", help=f"subscriptions file, TOML or .json (default: ${ENV_VAR})")
+    p.add_argument("--model", metavar="FILE", help="model whose stage names the filters may use (default: built-in)")
+    p.add_argument("--app-id", help="prefix of the consumer groups (<app-id>-webhooks-<name>)")
+    p.add_argument("--web-port", type=int, help=f"port of /metrics, /healthz, /readyz (default ${PORT_ENV_VAR} or "
+                                                f"{DEFAULT_PORT})")
+    p.add_argument("--web-bind", default="127.0.0.1", help="address of the web port (default 127.0.0.1)")
+    p.add_argument("--check", action="store_true", help="validate the subscriptions file, print them and exit")
+    p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics")
+    p.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_webhooks)

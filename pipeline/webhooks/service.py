@@ -1,0 +1,185 @@
+"""The ``leadflow webhooks`` process: one deliverer per subscription, a dead-letter producer, and
+the web port with ``/metrics``, ``/healthz``, ``/readyz`` and ``/stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from ..settings import Settings
+from ..topics import TopicNames
+from .config import WebhooksConfig
+from .deadletter import TOPIC as DEADLETTER_TOPIC
+from .deliverer import SubscriptionDeliverer
+
+log = logging.getLogger(__name__)
+
+
+def deadletter_topic(settings: Settings) -> str:
+    return settings.topic(DEADLETTER_TOPIC)
+
+
+def ensure_deadletter_topic(settings: Settings) -> bool:
+    """Create ``webhooks.deadletter`` when it does not exist (30 days' retention on Apache Kafka)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    from ..kafka_tools import RETENTION_MS
+
+    topic = deadletter_topic(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-webhooks-admin")
+    try:
+        if topic in set(admin.list_topics()):
+            return False
+        configs = {"retention.ms": str(RETENTION_MS["output"])} if settings.profile == "kafka" else {}
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics(
+                [NewTopic(topic, settings.partitions, settings.broker["replication_factor"], topic_configs=configs)]
+            )
+        return True
+    finally:
+        admin.close()
+
+
+class KafkaDeadLetters:
+    """Publishes dead letters with acknowledgement from all in-sync replicas."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = deadletter_topic(settings)
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self, stopping: asyncio.Event) -> None:
+        delay = 0.5
+        while not stopping.is_set():
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.bootstrap,
+                client_id=f"{self.settings.app_id}-webhooks",
+                acks="all",
+                linger_ms=5,
+            )
+            try:
+                await producer.start()
+            except Exception as exc:
+                log.warning("webhooks: cannot reach Kafka at %s (%s); retrying", self.settings.bootstrap, exc)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.producer = producer
+            return
+
+    async def publish(self, value: bytes, key: bytes | None) -> None:
+        if self.producer is None:
+            raise RuntimeError("the dead-letter producer is not connected yet")
+        await self.producer.send_and_wait(self.topic, value, key=key)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+class WebhookService:
+    """Every subscription's deliverer plus the HTTP endpoints, until :meth:`stop`."""
+
+    def __init__(self, config: WebhooksConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        names = TopicNames.of(settings)
+        self.deadletters = KafkaDeadLetters(settings)
+        topics = {"alerts": names.alerts, "transitions": names.transitions}
+        self.deliverers = [
+            SubscriptionDeliverer(subscription, settings, topics, self.deadletters)
+            for subscription in config.subscriptions
+        ]
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.deadletters.producer is None:
+            problems.append(f"dead-letter producer not connected to {self.settings.bootstrap}")
+        for deliverer in self.deliverers:
+            name = deliverer.subscription.name
+            if deliverer.failure:
+                problems.append(f"subscription {name}: consumer failing: {deliverer.failure}")
+            elif not deliverer.joined:
+                problems.append(f"subscription {name}: not in its consumer group yet")
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            deliverer.subscription.name: {
+                "group_id": deliverer.subscription.group_id(self.settings.app_id),
+                "topics": sorted(deliverer.kinds),
+                "joined": deliverer.joined,
+                "delivered": deliverer.stats.delivered,
+                "dead_lettered": deliverer.stats.dead_lettered,
+                "failed_attempts": deliverer.stats.failed_attempts,
+                "filtered": deliverer.stats.filtered,
+            }
+            for deliverer in self.deliverers
+        }
+
+    def web_app(self) -> web.Application:
+        async def healthz(_request: web.Request) -> web.Response:
+            return web.json_response({"ok": True})
+
+        async def readyz(_request: web.Request) -> web.Response:
+            problems = self.problems()
+            body = {"ready": not problems, "problems": problems, "subscriptions": self.stats()}
+            return web.json_response(body, status=200 if not problems else 503)
+
+        async def stats(_request: web.Request) -> web.Response:
+            return web.json_response(self.stats())
+
+        async def metrics(_request: web.Request) -> web.Response:
+            response = web.Response(body=generate_latest(REGISTRY))
+            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            return response
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/stats", stats)
+        app.router.add_get("/metrics", metrics)
+        return app
+
+    async def run(self, bind: str, port: int) -> None:
+        runner = web.AppRunner(self.web_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, bind, port).start()
+        log.info("webhooks: %d subscriptions; /metrics, /healthz, /readyz on http://%s:%d",
+                 len(self.deliverers), bind, port)
+        try:
+            await self.deadletters.start(self._stopping)
+            tasks = [asyncio.create_task(d.run(), name=f"webhooks-{d.subscription.name}") for d in self.deliverers]
+            await self._stopping.wait()
+            for deliverer in self.deliverers:
+                deliverer.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await self.deadletters.stop()
+            await runner.cleanup()
+
+
+async def serve(config: WebhooksConfig, settings: Settings, bind: str, port: int) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly (offsets of finished deliveries committed)."""
+    service = WebhookService(config, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stop)
+    await service.run(bind, port)
