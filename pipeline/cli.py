@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from .collector import commands as collector_commands
 from .settings import Settings, SettingsError, from_env
 from .state_machine import LifecycleError, Model, resolve_model
 from .state_machine.clock import parse_rfc3339, to_rfc3339
@@ -342,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
 
     storage_commands.register(sub)
+    collector_commands.register(sub)
     webhooks_commands.register(sub)
     return parser
 

@@ -27,6 +27,7 @@ BROKER_PROFILES: dict[str, dict[str, Any]] = {
         "replication_factor": 3,
         "producer_batch_bytes": 16_384,
         "changelog_batch_bytes": 16_384,
+        "producer_idempotence": True,  # the collector's producer: no duplicates from its own retries
     },
     # Tansu (embedded broker for tests and the demo): the first group join waits one full session
     # timeout, and a fetch holds about half of fetch_max_wait_ms even when data is ready.
@@ -42,6 +43,7 @@ BROKER_PROFILES: dict[str, dict[str, Any]] = {
         "replication_factor": 1,
         "producer_batch_bytes": 16_384,
         "changelog_batch_bytes": 1,
+        "producer_idempotence": False,  # Tansu 0.6 answers InitProducerId with an error
     },
 }
 
