@@ -230,6 +230,33 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sink(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .consumers.sink import serve
+    from .storage import SchemaNotReady, StorageError
+    from .storage.commands import storage_failure
+
+    overrides: dict[str, Any] = {}
+    if args.web_port is not None:
+        overrides["web_port"] = args.web_port
+    if args.batch is not None:
+        overrides["sink_batch"] = args.batch
+    if args.db is not None:
+        overrides["db_url"] = args.db
+    settings = _settings(args, **overrides)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sink = asyncio.run(serve(settings))
+    except (SchemaNotReady, StorageError) as exc:
+        raise storage_failure(exc) from exc
+    stats = sink.stats
+    print(f"history sink stopped: read {stats.read}, stored {stats.stored}, invalid {stats.invalid}, "
+          f"{stats.batches} batches, {stats.outages} database outages", file=sys.stderr)
+    return 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from .kafka_tools import ensure_topics
 
@@ -319,11 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tail", help="print output records as they arrive")
     _kafka_options(t)
-    t.add_argument("what", choices=("transitions", "alerts", "deadletter"))
+    t.add_argument("what", choices=("transitions", "alerts", "deadletter", "contacts"))
     t.add_argument("--from-beginning", action="store_true")
     t.add_argument("--seconds", type=float, help="stop after this many seconds")
     t.add_argument("--max", type=int, help="stop after this many records")
     t.set_defaults(func=cmd_tail)
+
+    sk = sub.add_parser("sink", help="write lead.transitions, lead.alerts and lead.contacts to the history database")
+    _kafka_options(sk)
+    sk.add_argument("--db", metavar="URL", help="history database (default: $LEADFLOW_DB, else sqlite:///leadflow.db)")
+    sk.add_argument("--batch", type=int, help="records per database transaction (default $LEADFLOW_SINK_BATCH or 1000)")
+    sk.add_argument("--web-port", type=int, help="port of /healthz, /readyz, /stats, /metrics")
+    sk.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    sk.set_defaults(func=cmd_sink)
 
     tp = sub.add_parser("topics", help="create every Leadflow topic that does not exist yet")
     _kafka_options(tp)

@@ -25,6 +25,9 @@ from .topics import TopicNames
 DAY_MS = 86_400_000
 #: Retention by topic role (Apache Kafka; the embedded broker keeps everything in memory).
 RETENTION_MS = {"input": 7 * DAY_MS, "internal": 7 * DAY_MS, "output": 30 * DAY_MS}
+#: Topic configs by role on Apache Kafka: lead.contacts keeps each contact's newest snapshot.
+TOPIC_CONFIGS = {role: {"retention.ms": str(ms)} for role, ms in RETENTION_MS.items()}
+TOPIC_CONFIGS["snapshot"] = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 60 * 1000)}
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -33,6 +36,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     roles = {topic: "input" for topic in names.inputs.values()}
     roles.update({names.transitions: "output", names.alerts: "output", names.deadletter: "output"})
     roles[names.contact_events] = "internal"
+    roles[names.contacts] = "snapshot"
     replication = settings.broker["replication_factor"]
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin")
     try:
@@ -42,7 +46,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 name=topic,
                 num_partitions=settings.partitions,
                 replication_factor=replication,
-                topic_configs={"retention.ms": str(RETENTION_MS[role])} if settings.profile == "kafka" else {},
+                topic_configs=TOPIC_CONFIGS[role] if settings.profile == "kafka" else {},
             )
             for topic, role in roles.items()
             if topic not in existing

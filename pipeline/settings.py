@@ -69,7 +69,13 @@ class Settings:
     data_dir: str = "./leadflow-data"
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
+    metrics: bool = True  # False: the hot path updates no Prometheus metric (overhead measurement)
     replication_factor: int | None = None
+    # Publish each changed contact's snapshot to lead.contacts (once per contact per batch): the
+    # current state for the history sink and for downstream tools.
+    contact_snapshots: bool = True
+    db_url: str | None = None  # the history database of `leadflow sink` (LEADFLOW_DB)
+    sink_batch: int = 1000  # records per database transaction of the history sink
     client: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,7 +120,12 @@ class Settings:
             "LEADFLOW_DATA_DIR": self.data_dir,
             "LEADFLOW_WEB_PORT": str(self.web_port),
             "LEADFLOW_WEB_BIND": self.web_bind,
+            "LEADFLOW_METRICS": "1" if self.metrics else "0",
+            "LEADFLOW_CONTACT_SNAPSHOTS": "1" if self.contact_snapshots else "0",
+            "LEADFLOW_SINK_BATCH": str(self.sink_batch),
         }
+        if self.db_url is not None:
+            env["LEADFLOW_DB"] = self.db_url
         if self.model is not None:
             env["LEADFLOW_MODEL"] = self.model
         if self.replication_factor is not None:
@@ -133,6 +144,17 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:
     if value < 0:
         raise SettingsError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: use 1/true/yes/on or 0/false/no/off")
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -160,8 +182,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         data_dir=env.get("LEADFLOW_DATA_DIR") or "./leadflow-data",
         web_port=_number(env, "LEADFLOW_WEB_PORT", int, 6066),
         web_bind=env.get("LEADFLOW_WEB_BIND") or "127.0.0.1",
+        metrics=_flag(env, "LEADFLOW_METRICS", True),
         replication_factor=_number(env, "LEADFLOW_REPLICATION_FACTOR", int, None),
+        contact_snapshots=_flag(env, "LEADFLOW_CONTACT_SNAPSHOTS", True),
+        db_url=env.get("LEADFLOW_DB") or None,
+        sink_batch=_number(env, "LEADFLOW_SINK_BATCH", int, 1000),
     )
+    if settings.sink_batch < 1:
+        raise SettingsError("LEADFLOW_SINK_BATCH must be at least 1")
     if settings.partitions < 1:
         raise SettingsError("LEADFLOW_PARTITIONS must be at least 1")
     return settings.with_(**overrides) if overrides else settings

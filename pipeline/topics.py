@@ -17,6 +17,7 @@ from .state_machine import SOURCES
 INPUT_TOPICS: dict[str, str] = {source: f"events.{source}" for source in SOURCES}
 TRANSITIONS = "lead.transitions"
 ALERTS = "lead.alerts"
+CONTACTS = "lead.contacts"  # each contact's newest snapshot, keyed by contact (compacted on Kafka)
 DEADLETTER = "events.deadletter"
 CONTACT_EVENTS = "leadflow.contact-events"
 CONTACTS_TABLE = "contacts"
@@ -36,6 +37,7 @@ class TopicNames:
     alerts: str
     deadletter: str
     contact_events: str
+    contacts: str
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -45,6 +47,7 @@ class TopicNames:
             alerts=settings.topic(ALERTS),
             deadletter=settings.topic(DEADLETTER),
             contact_events=settings.topic(CONTACT_EVENTS),
+            contacts=settings.topic(CONTACTS),
         )
 
     def family_of(self, topic: str) -> str | None:
@@ -55,7 +58,14 @@ class TopicNames:
 
     @property
     def outputs(self) -> dict[str, str]:
-        return {"transitions": self.transitions, "alerts": self.alerts, "deadletter": self.deadletter}
+        return {
+            "transitions": self.transitions,
+            "alerts": self.alerts,
+            "deadletter": self.deadletter,
+            "contacts": self.contacts,
+        }
 
     def all(self) -> list[str]:
-        return [*self.inputs.values(), self.transitions, self.alerts, self.deadletter, self.contact_events]
+        return [
+            *self.inputs.values(), self.transitions, self.alerts, self.deadletter, self.contact_events, self.contacts
+        ]

@@ -25,14 +25,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections import Counter as CounterType
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from .. import metrics
 from ..settings import Settings
-from ..state_machine import REFERRAL_CONVERTED, ContactState, Event, Model
+from ..state_machine import REFERRAL_CONVERTED, ContactState, Event, Model, snapshot
 from ..state_machine.processor import DeadlineIndex, LifecycleProcessor, Outcome
 from ..topics import TopicNames, partition_for
 from . import wire
@@ -46,14 +48,24 @@ Send = Callable[..., Awaitable[Awaitable[Any]]]
 class StagedStates(MutableMapping[str, ContactState]):
     """Contact states of one partition: reads through to the table, writes staged until flushed."""
 
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
+    def __init__(self, table: MutableMapping[str, Any], tally: CounterType[tuple[int, int]] | None = None) -> None:
         self.table = table
         self.staged: dict[str, ContactState] = {}
+        # Contacts per (stage, band) of the partition, kept current when staged states are taken
+        # (None: not counted); _before keeps the stored state of each contact this batch touched.
+        self.tally = tally
+        self._before: dict[str, ContactState | None] = {}
+
+    def _stored(self, key: str) -> ContactState | None:
+        state: ContactState | None = self.table.get(key)
+        if self.tally is not None and key not in self._before:
+            self._before[key] = state
+        return state
 
     def __getitem__(self, key: str) -> ContactState:
         state = self.staged.get(key)
         if state is None:
-            state = self.table.get(key)
+            state = self._stored(key)
             if state is None:
                 raise KeyError(key)
         return state
@@ -61,10 +73,12 @@ class StagedStates(MutableMapping[str, ContactState]):
     def get(self, key: str, default: Any = None) -> Any:
         state = self.staged.get(key)
         if state is None:
-            state = self.table.get(key)
+            state = self._stored(key)
         return default if state is None else state
 
     def __setitem__(self, key: str, value: ContactState) -> None:
+        if self.tally is not None and key not in self.staged and key not in self._before:
+            self._before[key] = self.table.get(key)
         self.staged[key] = value
 
     def __delitem__(self, key: str) -> None:  # contacts are never deleted by the engine
@@ -78,6 +92,14 @@ class StagedStates(MutableMapping[str, ContactState]):
 
     def take_staged(self) -> dict[str, ContactState]:
         staged, self.staged = self.staged, {}
+        if self.tally is not None:
+            tally, before = self.tally, self._before
+            for key, state in staged.items():
+                old = before.get(key)
+                if old is not None:
+                    tally[old.stage, old.band] -= 1
+                tally[state.stage, state.band] += 1
+            before.clear()
         return staged
 
 
@@ -91,19 +113,24 @@ class ProcessorCounts:
     transitions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     alerts: int = 0
     referral_credits_routed: int = 0
+    snapshots: int = 0  # contact snapshots published to lead.contacts
     batches: int = 0
 
 
 class PartitionRuntime:
     """One partition's processor: its contacts' states, deadline index and clock."""
 
-    def __init__(self, partition: int, model: Model, table: MutableMapping[str, Any], partitions: int) -> None:
+    def __init__(
+        self, partition: int, model: Model, table: MutableMapping[str, Any], partitions: int, count: bool = True
+    ) -> None:
         self.partition = partition
-        self.states = StagedStates(table)
+        self.tally: CounterType[tuple[int, int]] | None = CounterType() if count else None
+        self.states = StagedStates(table, self.tally)
+        self.deadlines = CountingDeadlines()
         self.processor = LifecycleProcessor(
             model,
             self.states,
-            DeadlineIndex(),
+            self.deadlines,
             owns=lambda contact: partition_for(contact, partitions) == partition,
             fire_on_event=False,
         )
@@ -113,6 +140,8 @@ class PartitionRuntime:
                 state = table.get(key)
                 if state is not None:
                     self.processor.track(state)
+                    if self.tally is not None:
+                        self.tally[state.stage, state.band] += 1
         log.info(
             "partition %d: indexed %d pending deadlines in %.3fs",
             partition,
@@ -144,7 +173,9 @@ class ContactRuntime:
     def runtime(self, partition: int) -> PartitionRuntime:
         runtime = self.partitions.get(partition)
         if runtime is None:
-            runtime = PartitionRuntime(partition, self.model, self.table, self.settings.partitions)
+            runtime = PartitionRuntime(
+                partition, self.model, self.table, self.settings.partitions, self.settings.metrics
+            )
             self.partitions[partition] = runtime
         return runtime
 
@@ -164,6 +195,9 @@ class ContactRuntime:
         are acknowledged); ``bind`` is called before a partition's states are read (a store that
         keeps one database per partition finds the partition from it)."""
         grouped: dict[int, tuple[list[Event], list[int]]] = {}
+        received: list[tuple[int, int]] = []  # (received_at, events) of each input batch: for the latency
+        counts, measure = self.counts, self.settings.metrics
+        before = (counts.applied, counts.duplicates, counts.late)
         for partition, value in messages:
             try:
                 message = wire.decode(value)
@@ -173,15 +207,26 @@ class ContactRuntime:
             events, ticks = grouped.setdefault(partition, ([], []))
             if isinstance(message, wire.ContactBatch):
                 events.extend(message.events)
+                if message.received_at:
+                    received.append((message.received_at, len(message.events)))
             else:
                 ticks.append(message.clock)
         pending: list[Awaitable[Any]] = []
         for partition, (events, ticks) in grouped.items():
             bind(partition)
-            outcome = self._process(self.runtime(partition), events, ticks)
+            runtime = self.runtime(partition)
+            outcome = self._process(runtime, events, ticks)
             pending.extend(await self._publish(outcome))
+            if self.settings.contact_snapshots:
+                pending.extend(await self._publish_snapshots(runtime.states.staged.values()))
         if pending:
             await asyncio.gather(*pending)
+        if measure:
+            published = time.time_ns() // 1000
+            metrics.count_processor_batch(
+                published, received, [events for events, _ in grouped.values()],
+                counts.applied - before[0], counts.duplicates - before[1], counts.late - before[2],
+            )
         for partition in grouped:
             staged = self.partitions[partition].states.take_staged()
             if staged:
@@ -214,18 +259,26 @@ class ContactRuntime:
             total.referrals_applied += outcome.referrals_applied
             total.routed.extend(outcome.routed)
         if ticks:
+            due, started = runtime.deadlines.fired, time.perf_counter()
             processor.advance_to(max(ticks), total)
+            if self.settings.metrics:
+                metrics.count_sweep(time.perf_counter() - started, runtime.deadlines.fired - due)
         return total
 
     async def _publish(self, outcome: Outcome) -> list[Awaitable[Any]]:
         futures: list[Awaitable[Any]] = []
-        transitions = self.counts.transitions
+        moves: dict[tuple[str, str, str, str], int] = {}  # this batch's transitions by (kind, from, to, direction)
         for transition in outcome.transitions:
             key = (transition.kind, transition.from_, transition.to, transition.direction)
-            transitions[key] = transitions.get(key, 0) + 1
+            moves[key] = moves.get(key, 0) + 1
             futures.append(
                 await self.send(self.topics.transitions, transition.contact_id.encode(), _encode_json(transition))
             )
+        transitions = self.counts.transitions
+        for key, n in moves.items():
+            transitions[key] = transitions.get(key, 0) + n
+        if self.settings.metrics and (moves or outcome.alerts):
+            metrics.count_outputs(moves, [alert.type for alert in outcome.alerts])
         for alert in outcome.alerts:
             futures.append(await self.send(self.topics.alerts, alert.contact_id.encode(), _encode_json(alert)))
         self.counts.alerts += len(outcome.alerts)
@@ -235,6 +288,29 @@ class ContactRuntime:
             futures.append(await self.send(self.topics.contact_events, None, data, partition=partition))
         self.counts.referral_credits_routed += len(outcome.routed)
         return futures
+
+
+    async def _publish_snapshots(self, states: Iterable[ContactState]) -> list[Awaitable[Any]]:
+        """Each contact changed by this batch, once, as its public snapshot (lead.contacts)."""
+        topic, model = self.topics.contacts, self.model
+        futures: list[Awaitable[Any]] = []
+        for state in states:
+            futures.append(await self.send(topic, state.contact.encode(), _encode_json(snapshot(state, model))))
+        self.counts.snapshots += len(futures)
+        return futures
+
+
+class CountingDeadlines(DeadlineIndex):
+    """The deadline index, counting the contacts whose deadline came due (for the sweep metrics)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fired = 0
+
+    def pop_due(self, now: int) -> Iterator[tuple[int, str]]:
+        for due in super().pop_due(now):
+            self.fired += 1
+            yield due
 
 
 def _event_order(event: Event) -> tuple[int, str]:
