@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from faust.serializers import codecs
 from faust.streams import _current_event
 
+from . import observability
 from .consumers.contacts import ContactRuntime
 from .consumers.ingest import SourceConsumer
 from .consumers.wire import SweepTick, encode
@@ -102,17 +103,22 @@ class Worker:
         }
 
     def readiness(self) -> dict[str, Any]:
-        """What is not ready yet (empty ``problems`` = ready)."""
+        """What is not ready yet in this process (empty ``problems`` = ready); ``/readyz`` adds the
+        broker check (:mod:`pipeline.observability`)."""
         problems: list[str] = []
         assignment = self.app.assignor.assigned_actives()
-        if not any(tp.topic == self.topics.contact_events for tp in assignment):
+        assigned = any(tp.topic == self.topics.contact_events for tp in assignment)
+        if not assigned:
             problems.append("contact processor: no partitions assigned yet")
-        if not self.app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+        recovered = self.app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        if not recovered:
             problems.append("contact table: changelog recovery not finished")
         for consumer in self.ingest:
             if not consumer.assigned:
+                assigned = False
                 problems.append(f"ingest {consumer.family}: no partitions assigned yet")
-        return {"ready": not problems, "problems": problems}
+        checks = {"partitions_assigned": assigned, "table_recovered": recovered}
+        return {"ready": not problems, "problems": problems, "checks": checks}
 
 
 def _faust_settings(settings: Settings) -> dict[str, Any]:
@@ -249,11 +255,7 @@ def build_worker(settings: Settings) -> Worker:
     async def stats(web: Any, request: Any) -> Any:
         return web.json(worker.stats())
 
-    @app.page("/readyz")
-    async def readyz(web: Any, request: Any) -> Any:
-        report = worker.readiness()
-        return web.json(report, status=200 if report["ready"] else 503)
-
+    observability.install(worker)  # /readyz (with a broker probe) and /metrics
     return worker
 
 

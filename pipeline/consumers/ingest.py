@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .. import metrics
 from ..contracts import DeadLetter, decode_message, encode_deadletter
 from ..settings import Settings
 from ..state_machine import Event
@@ -72,6 +73,8 @@ class SourceConsumer:
         self.counts = IngestCounts()
         self.on_batch = on_batch
         self.assigned = False
+        self.metrics = settings.metrics
+        self.committed: dict[TopicPartition, int] = {}  # offsets this consumer committed (for the lag)
         self._consumer: AIOKafkaConsumer | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -97,6 +100,7 @@ class SourceConsumer:
         while True:
             consumer = self._new_consumer()
             self._consumer = consumer
+            self.committed = {}
             try:
                 await consumer.start()
                 delay = 0.5
@@ -121,7 +125,30 @@ class SourceConsumer:
             if not records:
                 continue
             await self.forward(records)
-            await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in records.items()})
+            offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
+            await consumer.commit(offsets)
+            self.committed.update(offsets)
+
+    async def lag(self) -> list[tuple[str, int, int]]:
+        """``(topic, partition, messages behind)`` for the partitions this consumer is assigned:
+        the log end offset from the latest fetch minus the committed offset (or the position, before
+        the first commit). Partitions not fetched yet are left out."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        out = []
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            done = self.committed.get(tp)
+            if done is None:
+                try:  # known once the partition was fetched (it was: it has a highwater)
+                    done = await asyncio.wait_for(consumer.position(tp), 1.0)
+                except Exception:
+                    continue
+            out.append((tp.topic, tp.partition, max(0, end - done)))
+        return out
 
     async def forward(self, records: dict[TopicPartition, list[object]]) -> None:
         """Decode a poll's messages, publish events by partition and dead letters; wait for acks."""
@@ -131,16 +158,20 @@ class SourceConsumer:
         dead_letters: list[DeadLetter] = []
         pending: list[Awaitable[object]] = []
         counts = self.counts
+        by_type: Counter[str] = Counter()  # this poll's events by type; dead letters by error code
+        rejected: Counter[str] = Counter()
+        polled = 0
         for tp, messages in records.items():
+            polled += len(messages)
+            counts.messages += len(messages)
             for message in messages:
-                counts.messages += 1
                 value = getattr(message, "value", None) or b""
                 for item in decode_message(value, family=self.family, received_at=received_at):
                     if isinstance(item, Event):
-                        counts.events[item.event_type] += 1
+                        by_type[item.event_type] += 1
                         by_partition.setdefault(partition_for(item.contact, partitions), []).append(item)
                     else:
-                        counts.dead_lettered[item.error_code] += 1
+                        rejected[item.error_code] += 1
                         offset = getattr(message, "offset", -1)
                         dead_letters.append(
                             msgspec.structs.replace(item, topic=tp.topic, partition=tp.partition, offset=offset)
@@ -150,10 +181,14 @@ class SourceConsumer:
             pending.append(await self.producer.send(self.topics.deadletter, encode_deadletter(dead), key=key))
         for partition, events in by_partition.items():
             for start in range(0, len(events), CHUNK):
-                data = wire.encode(wire.ContactBatch(events[start : start + CHUNK]))
+                data = wire.encode(wire.ContactBatch(events[start : start + CHUNK], received_at))
                 pending.append(await self.producer.send(self.topics.contact_events, data, partition=partition))
                 counts.forwarded_messages += 1
         if pending:
             await asyncio.gather(*pending)
+        counts.events.update(by_type)  # counted once the broker has acknowledged what they became
+        counts.dead_lettered.update(rejected)
+        if self.metrics:
+            metrics.count_ingest_poll(self.family, polled, by_type, rejected)
         if self.on_batch is not None:
             self.on_batch(self.family, counts)

@@ -12,9 +12,14 @@ from ..state_machine import Event
 
 
 class ContactBatch(msgspec.Struct, frozen=True, array_like=True, tag="events"):
-    """Validated events for contacts of one partition, in the order they were read."""
+    """Validated events for contacts of one partition, in the order they were read.
+
+    ``received_at``: when the ingest consumer polled them (microseconds; 0 when not from an input
+    topic, e.g. routed referral credit): the start of the processing latency metric. A trailing
+    field with a default, so messages written before it existed still decode."""
 
     events: list[Event]
+    received_at: int = 0
 
 
 class SweepTick(msgspec.Struct, frozen=True, array_like=True, tag="tick"):
