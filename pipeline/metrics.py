@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 # No `<name>_created` series next to every counter and histogram: half the series, no information
 # that `rate()` / `increase()` need.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # ----------------------------------------------------------------------------------------- sink
 SINK_RECORDS = Counter(
