@@ -1,0 +1,41 @@
+"""A collector process on the session broker, shared by the tests of one module."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.collector.config import CollectorConfig
+from pipeline.embedded_broker import EmbeddedBroker
+from pipeline.kafka_tools import ensure_topics
+from pipeline.settings import Settings, from_env
+
+from .harness import ALLOWED_ORIGIN, EMAIL_KEY, WEBSITE_KEY, Collector, running_collector
+
+_modules = itertools.count(1)
+
+
+def collector_settings(bootstrap: str, name: str) -> Settings:
+    return from_env({}, bootstrap=bootstrap, profile="tansu", topic_prefix=f"{name}.", app_id=name, partitions=2)
+
+
+def collector_config(**changes: object) -> CollectorConfig:
+    return CollectorConfig(
+        port=0,  # a free port is chosen at start
+        write_keys={"website": (WEBSITE_KEY,), "email": (EMAIL_KEY,)},
+        cors_origins=frozenset({ALLOWED_ORIGIN}),
+        publish_timeout=5.0,
+        retry_after=3,
+    ).with_(**changes)
+
+
+@pytest.fixture(scope="module")
+def collector(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    name = f"t{os.getpid()}c{next(_modules)}"
+    settings = collector_settings(broker.bootstrap, name)
+    ensure_topics(settings)
+    with running_collector(settings, collector_config(), tmp_path_factory.mktemp("collector") / "collector.log") as c:
+        yield c
