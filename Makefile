@@ -4,7 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream clean sample
+.PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink clean sample system-deps
+
+# System packages the tests use: Chromium (headless rendering of the funnel report and the browser
+# tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark).
+SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk
+SYSTEM_PACKAGES := chromium prometheus wrk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +31,19 @@ replay-demo: $(STAMP)
 	@echo "--- last 3 became_hot alerts (out/alerts.jsonl) ---"; tail -n 3 out/alerts.jsonl
 	@echo "--- dead letters (out/deadletter.jsonl) ---"; cat out/deadletter.jsonl
 
+## Install the system packages the tests need (Debian; needs root or sudo), only when missing.
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x "$$b" ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }; \
+	fi
+
 ## Everything CI checks: lint, types, all tests (unit + integration on a real broker and databases).
-test: $(STAMP) lint typecheck
+test: $(STAMP) system-deps lint typecheck
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
@@ -53,6 +69,14 @@ bench: $(STAMP)
 
 bench-stream: $(STAMP)
 	$(PY) benchmarks/bench_stream.py
+
+## The funnel report over 1M transitions on PostgreSQL (127.0.0.1:5432, database test).
+bench-funnel: $(STAMP)
+	$(PY) benchmarks/bench_funnel.py
+
+## The history sink's throughput into PostgreSQL, against a plain consumer of the same records.
+bench-sink: $(STAMP)
+	$(PY) benchmarks/bench_sink.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "transition",
     "alert",
     "deadletter",
+    "contact",
 )
 
 

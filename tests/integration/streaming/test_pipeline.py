@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -21,7 +22,7 @@ from pipeline.contracts import decode_event
 from pipeline.embedded_broker import EmbeddedBroker
 from pipeline.kafka_tools import publish_sweep
 from pipeline.replay import replay
-from pipeline.state_machine import ContactState, Event, builtin_model, decode_state
+from pipeline.state_machine import ContactState, Event, builtin_model, decode_state, snapshot
 from pipeline.state_machine.clock import parse_rfc3339
 
 from .harness import Pipeline, by_id, per_contact
@@ -102,6 +103,10 @@ def assert_equivalent(pipeline: Pipeline, reference: Reference, until: int, work
     assert first_seen == per_contact(reference.transitions)
     states = pipeline.contact_states()
     assert states == reference.states
+    # lead.contacts: the newest snapshot of every contact is the public view of its final state.
+    newest = {record["contact_id"]: record for record in pipeline.wait_for("contacts", len(reference.states))}
+    model = builtin_model()
+    assert newest == {c: orjson.loads(msgspec.json.encode(snapshot(s, model))) for c, s in reference.states.items()}
 
 
 def test_streaming_equals_replay(broker: EmbeddedBroker, namespace: str, tmp_path: Path,

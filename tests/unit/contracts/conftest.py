@@ -67,5 +67,5 @@ def schema_name(family: str | None) -> str:
 
 @pytest.fixture(scope="session")
 def validators() -> dict[str, Any]:
-    names = ("event", "website-event", "email-event", "purchase-event", "transition", "alert", "deadletter")
+    names = ("event", "website-event", "email-event", "purchase-event", "transition", "alert", "deadletter", "contact")
     return {name: schema_validator(name) for name in names}

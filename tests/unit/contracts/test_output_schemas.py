@@ -1,4 +1,4 @@
-"""Transition, alert and dead-letter records validate against their schema files."""
+"""Transition, alert, contact snapshot and dead-letter records validate against their schema files."""
 
 from __future__ import annotations
 
@@ -70,10 +70,10 @@ def test_replaying_the_sample_writes_only_valid_records(validators: dict[str, An
     from pipeline.replay import read_lines, replay
     from pipeline.state_machine import builtin_model
 
-    outputs = {"transition": io.BytesIO(), "alert": io.BytesIO(), "deadletter": io.BytesIO()}
+    outputs = {"transition": io.BytesIO(), "alert": io.BytesIO(), "deadletter": io.BytesIO(), "contact": io.BytesIO()}
     with SAMPLE.open("rb") as stream:
-        replay(read_lines(stream), builtin_model(), received_at=RECEIVED_AT,
-               out=outputs["transition"], alerts=outputs["alert"], deadletter=outputs["deadletter"])
+        replay(read_lines(stream), builtin_model(), received_at=RECEIVED_AT, out=outputs["transition"],
+               alerts=outputs["alert"], deadletter=outputs["deadletter"], contacts=outputs["contact"])
     for name, buffer in outputs.items():
         lines = buffer.getvalue().splitlines()
         assert lines, name
