@@ -4,12 +4,12 @@ Each subscription reads the output topics it needs (``lead.alerts`` and/or ``lea
 in a consumer group of its own (``<app-id>-webhooks-<name>``), so a receiver that is slow or down
 only lags its own group: the pipeline and the other receivers never wait for it.
 
-Records the filter selects become delivery tasks, at most ``max_in_flight`` at a time (a task
-holds its slot while it waits for a retry). A task retries with exponential backoff and full
-jitter until it is delivered or its retry window is used up; then it writes a dead letter to
-``webhooks.deadletter`` and waits for the broker's acknowledgement. Only then is its record
-finished. Offsets are committed up to the lowest unfinished record of each partition, so a restart
-loses nothing and repeats at most what finished above that point (same delivery id).
+Records the filter selects become delivery tasks (:class:`~pipeline.webhooks.retries.Retrier`),
+at most ``max_in_flight`` at a time; a task holds its slot while it waits for a retry, and while
+every slot is taken the subscription's partitions are paused (the consumer keeps polling, so it
+stays in its group). A record is finished once delivered, or dead-lettered with the broker's
+acknowledgement. Offsets are committed up to the lowest unfinished record of each partition, so
+a restart loses nothing and repeats at most what finished above that point (same delivery id).
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from ..settings import Settings
 from . import metrics, sender
-from .backoff import next_delay
 from .config import Subscription
-from .deadletter import RETRIES_EXHAUSTED, UNREADABLE_RECORD
-from .deadletter import encode as encode_deadletter
-from .events import Delivery, UndeliverableRecord, select
+from .events import UndeliverableRecord, select
 from .offsets import PartitionProgress
+from .retries import DeadLetterSink, Retrier, Source, SubscriptionStats
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +37,6 @@ log = logging.getLogger(__name__)
 #: records are delivered meanwhile, then the subscription waits for it.
 MAX_HELD_OFFSETS = 10_000
 COMMIT_INTERVAL = 1.0  # seconds between offset commits
-#: Failures that say the receiver as a whole is unwell: a success of another delivery ends their wait.
-OUTAGE_REASONS = frozenset({"timeout", "connection", "http_5xx"})
-
-
-class DeadLetterSink(Protocol):
-    async def publish(self, value: bytes, key: bytes | None) -> None:
-        """Write one dead letter; return once the broker acknowledged it (raise otherwise)."""
-
-
-@dataclass(slots=True)
-class SubscriptionStats:
-    """What one subscription did since the process started (``/readyz`` shows it)."""
-
-    delivered: int = 0
-    dead_lettered: int = 0
-    failed_attempts: int = 0
-    filtered: int = 0
 
 
 class SubscriptionDeliverer:
@@ -83,16 +62,15 @@ class SubscriptionDeliverer:
         self.clock = clock
         self.stats = SubscriptionStats()
         self.joined = False
+        self.failure: str | None = None  # the last consumer failure, while restarting
         self._labels = {"subscription": subscription.name}
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._in_flight = 0
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()  # set (and replaced) on a success, and on stop
-        self._session: aiohttp.ClientSession | None = None
+        self._retrier: Retrier | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self.failure: str | None = None  # the last consumer failure, while restarting
 
     # ------------------------------------------------------------------------------ lifecycle
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -112,7 +90,10 @@ class SubscriptionDeliverer:
 
     async def run(self) -> None:
         """Consume and deliver until :meth:`stop`; a failed consumer is restarted with backoff."""
-        self._session = sender.new_session(self.subscription)
+        session = sender.new_session(self.subscription)
+        self._retrier = Retrier(self.subscription, session, self.deadletters, self.stats, self.clock)
+        if self._stopping.is_set():
+            self._retrier.stop()
         delay = 0.5
         try:
             while not self._stopping.is_set():
@@ -124,8 +105,6 @@ class SubscriptionDeliverer:
                     self.failure = None
                     await self._loop(consumer)
                     delay = 0.5
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:
                     self.failure = f"{type(exc).__name__}: {exc}"
                     log.exception("webhooks %s: consumer failed; restarting in %.1fs", self.subscription.name, delay)
@@ -139,16 +118,17 @@ class SubscriptionDeliverer:
                         await asyncio.wait_for(self._stopping.wait(), delay)
                     delay = min(delay * 2, 10.0)
         finally:
-            await self._session.close()
+            await session.close()
 
     def stop(self) -> None:
-        """Stop taking records; deliveries waiting for a retry end at once, a request under way
-        finishes (bounded by the timeout). Unfinished records are delivered after a restart."""
+        """Stop taking records. Deliveries waiting for a retry end at once; a request under way may
+        finish (bounded by the timeout). Unfinished records are delivered after a restart."""
         self._stopping.set()
-        self._wake.set()
+        if self._retrier is not None:
+            self._retrier.stop()
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
-        """Let requests under way end, then commit what finished and forget every partition."""
+        """End every delivery task, commit what finished, forget every partition."""
         tasks = [task for group in self._tasks.values() for task in group]
         if tasks:
             pending: set[asyncio.Task[None]] = set(tasks)
@@ -179,12 +159,10 @@ class SubscriptionDeliverer:
                 consumer.resume(*consumer.paused())
             batch = await consumer.getmany(timeout_ms=200, max_records=max(free, 1))
             for tp, messages in batch.items():
-                progress = self._progress.get(tp)
-                if progress is None:  # assigned during this poll
+                if tp not in self._progress:  # assigned during this poll
                     await self._adopt(consumer, tp)
-                    progress = self._progress[tp]
                 for message in messages:
-                    self._take(tp, progress, message)
+                    self._take(tp, self._progress[tp], message)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer, list(self._progress))
                 last_commit = time.monotonic()
@@ -196,19 +174,21 @@ class SubscriptionDeliverer:
         self._tasks.setdefault(tp, set())
         committed = await consumer.committed(tp)
         if committed is None:
-            position = await consumer.position(tp)
-            await consumer.commit({tp: position})
-            committed = position
+            committed = await consumer.position(tp)
+            await consumer.commit({tp: committed})
         self._committed[tp] = committed
 
     def _take(self, tp: TopicPartition, progress: PartitionProgress, message: Any) -> None:
-        kind = self.kinds.get(tp.topic, "")
+        retrier = self._retrier
+        assert retrier is not None
+        source = Source(tp.topic, tp.partition, message.offset, message.timestamp, message.key, message.value)
         try:
-            delivery = select(kind, message.value, self.subscription.filter)
+            delivery = select(self.kinds.get(tp.topic, ""), message.value, self.subscription.filter)
         except UndeliverableRecord as exc:
             metrics.RECORDS.labels(result="invalid", **self._labels).inc()
             progress.take(message.offset)
-            self._spawn(tp, self._give_up_unreadable(progress, tp, message, str(exc)))
+            why = str(exc)
+            self._spawn(tp, progress, message.offset, lambda: retrier.give_up_unreadable(source, why))
             return
         if delivery is None:
             self.stats.filtered += 1
@@ -217,10 +197,16 @@ class SubscriptionDeliverer:
             return
         metrics.RECORDS.labels(result="matched", **self._labels).inc()
         progress.take(message.offset)
-        self._spawn(tp, self._deliver(progress, tp, message, delivery))
+        self._spawn(tp, progress, message.offset, lambda: retrier.deliver(source, delivery))
 
-    def _spawn(self, tp: TopicPartition, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(work)
+    def _spawn(
+        self, tp: TopicPartition, progress: PartitionProgress, offset: int, work: Callable[[], Awaitable[bool | None]]
+    ) -> None:
+        async def run() -> None:
+            if await work() is not False:  # delivered or dead-lettered (False: stopped before either)
+                progress.finish(offset)
+
+        task = asyncio.create_task(run())
         group = self._tasks.setdefault(tp, set())
         group.add(task)
         self._in_flight += 1
@@ -263,124 +249,6 @@ class SubscriptionDeliverer:
             self._progress.pop(tp, None)
             self._committed.pop(tp, None)
             self._tasks.pop(tp, None)
-
-    # ------------------------------------------------------------------------------ delivering
-    async def _deliver(self, progress: PartitionProgress, tp: TopicPartition, message: Any, delivery: Delivery) -> None:
-        policy = self.subscription.retry
-        name = self.subscription.name
-        first_attempt: float | None = None
-        started = time.monotonic()
-        attempts = 0
-        while True:
-            attempts += 1
-            if attempts > 1:
-                metrics.RETRIES.labels(**self._labels).inc()
-            now = self.clock()
-            first_attempt = now if first_attempt is None else first_attempt
-            assert self._session is not None
-            result = await sender.post(self._session, self.subscription, delivery, attempts, self.clock)
-            metrics.REQUEST_DURATION.labels(**self._labels).observe(result.duration)
-            if result.ok:
-                self.stats.delivered += 1
-                metrics.DELIVERIES.labels(outcome="delivered", **self._labels).inc()
-                if message.timestamp is not None and message.timestamp > 0:
-                    latency = max(0.0, self.clock() - message.timestamp / 1000)
-                    metrics.DELIVERY_LATENCY.labels(**self._labels).observe(latency)
-                self._wake.set()  # the receiver answers: end the waits of retries that failed on an outage
-                self._wake = asyncio.Event()
-                progress.finish(message.offset)
-                return
-            self.stats.failed_attempts += 1
-            metrics.FAILURES.labels(reason=result.reason or "http_other", **self._labels).inc()
-            delay = next_delay(policy, attempts, time.monotonic() - started, result.retry_after)
-            if delay is None:
-                detail = f"{result.error} on attempt {attempts}, {time.monotonic() - started:,.0f}s after the first"
-                log.warning("webhooks %s: giving up on %s %s: %s", name, delivery.event, delivery.delivery_id, detail)
-                await self._dead_letter(
-                    tp, message, delivery, RETRIES_EXHAUSTED, detail, attempts, result, first_attempt, now
-                )
-                progress.finish(message.offset)
-                return
-            log.info(
-                "webhooks %s: attempt %d of %s failed (%s); retrying in %.1fs",
-                name, attempts, delivery.delivery_id, result.error, delay,
-            )
-            if not await self._pause(delay, wake_on_recovery=result.reason in OUTAGE_REASONS):
-                return  # stopping: unfinished, delivered again after the restart
-
-    async def _pause(self, delay: float, wake_on_recovery: bool) -> bool:
-        """Wait ``delay`` seconds, or less when another delivery succeeds and ``wake_on_recovery``.
-        ``False`` when the deliverer is stopping."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
-        while not self._stopping.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return True
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                return not self._stopping.is_set()
-            if wake_on_recovery and not self._stopping.is_set():
-                return True
-            if not self._stopping.is_set():
-                await asyncio.sleep(0)  # the event was replaced: wait on the new one
-        return False
-
-    async def _give_up_unreadable(
-        self, progress: PartitionProgress, tp: TopicPartition, message: Any, why: str
-    ) -> None:
-        log.warning("webhooks %s: unreadable record at %s[%d]@%d: %s",
-                    self.subscription.name, tp.topic, tp.partition, message.offset, why)
-        await self._dead_letter(tp, message, None, UNREADABLE_RECORD, why, 0, None, None, None)
-        progress.finish(message.offset)
-
-    async def _dead_letter(
-        self,
-        tp: TopicPartition,
-        message: Any,
-        delivery: Delivery | None,
-        reason: str,
-        detail: str,
-        attempts: int,
-        result: sender.AttemptResult | None,
-        first_attempt: float | None,
-        last_attempt: float | None,
-    ) -> None:
-        """Write the dead letter, retrying until the broker acknowledges it (the record stays
-        unfinished, so uncommitted, meanwhile)."""
-        value = encode_deadletter(
-            subscription=self.subscription.name,
-            delivery_id=delivery.delivery_id if delivery else None,
-            event=delivery.event if delivery else None,
-            reason=reason,
-            detail=detail,
-            attempts=attempts,
-            last_status=result.status if result else None,
-            last_error=result.error if result else None,
-            first_attempt_at=first_attempt,
-            last_attempt_at=last_attempt,
-            now=self.clock(),
-            topic=tp.topic,
-            partition=tp.partition,
-            offset=message.offset,
-            value=message.value,
-        )
-        key = delivery.delivery_id.encode() if delivery else message.key
-        wait = 0.5
-        while True:
-            try:
-                await self.deadletters.publish(value, key)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("webhooks %s: cannot write a dead letter (%s); retrying in %.0fs",
-                          self.subscription.name, exc, wait)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 30.0)
-        self.stats.dead_lettered += 1
-        metrics.DELIVERIES.labels(outcome="dead_lettered", **self._labels).inc()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
