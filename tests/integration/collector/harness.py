@@ -192,14 +192,14 @@ class LiveReader(threading.Thread):
         self.settings, self.topic = settings, topic
         self.event_ids: set[str] = set()
         self.lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.ready = threading.Event()
 
     def run(self) -> None:
         consumer, _ = _consumer(self.settings, self.topic)
         self.ready.set()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 try:
                     batch = consumer.poll(timeout_ms=50)
                 except Exception:  # the broker went away: keep trying until told to stop
@@ -225,5 +225,5 @@ class LiveReader(threading.Thread):
         raise AssertionError(f"{len(ids - self.seen())} accepted events never arrived in {self.topic}")
 
     def finish(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)

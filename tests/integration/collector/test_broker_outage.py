@@ -1,0 +1,277 @@
+"""The broker goes away under load: 503 with Retry-After, never 202 for an event not in Kafka.
+
+Each test starts its OWN embedded broker (stopping the session broker would break other tests).
+Tansu keeps everything in memory, so a stopped broker loses its data and a restarted one (same
+port) starts empty. The tests are built around that:
+
+* frozen broker (SIGSTOP, then SIGCONT): requests in flight when it froze wait, time out and get
+  503; nothing is lost by the freeze, so afterwards *every* event that got 202 is read back.
+* stopped broker: the traffic is quiesced and every 202 event read back before the stop; then the
+  broker is frozen, requests are sent (they are in flight, waiting for acknowledgements that
+  cannot come) and the broker is killed under them: all of those get 503, requests while it is
+  down get 503 at once, and after a restart on the same port the collector accepts again and
+  every event it accepted from then on is in the new broker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.embedded_broker import EmbeddedBroker
+from pipeline.kafka_tools import ensure_topics
+from pipeline.settings import Settings
+from pipeline.topics import TopicNames
+
+from .conftest import collector_config, collector_settings
+from .harness import Collector, LiveReader, envelope, read_records, running_collector
+
+pytestmark = pytest.mark.integration
+RETRY_AFTER = 3
+PUBLISH_TIMEOUT = 1.5
+
+
+@dataclass
+class Outcome:
+    phase: str
+    status: int
+    event_ids: list[str]
+    retry_after: str | None
+    error_code: str | None
+
+
+@dataclass
+class Traffic:
+    """``senders`` threads posting batches of 5 new events while ``running`` is set."""
+
+    collector: Collector
+    senders: int = 4
+    phase: str = "start"
+    outcomes: list[Outcome] = field(default_factory=list)
+    running: threading.Event = field(default_factory=threading.Event)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    inflight: int = 0
+
+    def __post_init__(self) -> None:
+        for n in range(self.senders):
+            thread = threading.Thread(target=self._send_loop, name=f"sender-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _send_loop(self) -> None:
+        while not self._done.is_set():
+            if not self.running.wait(0.05):
+                continue
+            phase = self.phase
+            with self._lock:
+                ids = [f"{phase}-{next(self._ids)}" for _ in range(5)]
+                self.inflight += 1
+            body = orjson.dumps([envelope(i, contact_id=f"c-{i[-1]}") for i in ids])
+            try:
+                reply = self.collector.post("website", body)
+                code = orjson.loads(reply.body).get("error_code") if reply.status != 202 else None
+                outcome = Outcome(phase, reply.status, ids, reply.headers.get("retry-after"), code)
+            except OSError as exc:  # never expected: the collector itself stays up
+                outcome = Outcome(phase, -1, ids, None, repr(exc))
+            with self._lock:
+                self.outcomes.append(outcome)
+                self.inflight -= 1
+
+    def run_for(self, phase: str, seconds: float) -> None:
+        self.phase = phase
+        self.running.set()
+        time.sleep(seconds)
+
+    def pause(self) -> None:
+        """Stop sending and wait until every request in flight has its answer."""
+        self.running.clear()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.1)  # a sender between wait() and its increment shows up within this
+            with self._lock:
+                if self.inflight == 0:
+                    return
+        raise AssertionError("requests still in flight after 60 s")
+
+    def stop(self) -> None:
+        self.running.clear()
+        self._done.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def of(self, phase: str, status: int | None = None) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self.outcomes if o.phase == phase and (status is None or o.status == status)]
+
+    def summary(self) -> str:
+        """``phase: status×count`` for the test log (shown with -s or on failure)."""
+        with self._lock:
+            counts: dict[tuple[str, int], int] = {}
+            for o in self.outcomes:
+                counts[(o.phase, o.status)] = counts.get((o.phase, o.status), 0) + 1
+        return ", ".join(f"{phase} {status}×{n}" for (phase, status), n in counts.items())
+
+    def accepted_ids(self, phase: str | None = None) -> set[str]:
+        with self._lock:
+            return {i for o in self.outcomes if o.status == 202 and phase in (None, o.phase) for i in o.event_ids}
+
+
+def freeze(broker: EmbeddedBroker) -> None:
+    assert broker.pid is not None
+    os.killpg(broker.pid, signal.SIGSTOP)
+
+
+def thaw(broker: EmbeddedBroker) -> None:
+    assert broker.pid is not None
+    os.killpg(broker.pid, signal.SIGCONT)
+
+
+def kill(broker: EmbeddedBroker) -> None:
+    """SIGKILL (works on a frozen process: it can acknowledge nothing more), then reap it."""
+    assert broker.pid is not None
+    os.killpg(broker.pid, signal.SIGKILL)
+    broker.stop()
+
+
+def assert_only_202_or_503(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        assert outcome.status in (202, 503), outcome
+        if outcome.status == 503:
+            assert outcome.retry_after == str(RETRY_AFTER) and outcome.error_code == "broker_unavailable", outcome
+
+
+def topic_ids(settings: Settings) -> set[str]:
+    topic = TopicNames.of(settings).inputs["website"]
+    return {value["event_id"] for _, value in read_records(settings, topic, expect=0, quiet=1.0, timeout=60)}
+
+
+def own_broker(tmp_path: Path, name: str, port: int | None = None) -> EmbeddedBroker:
+    return EmbeddedBroker(log_dir=tmp_path / name, port=port).start()
+
+
+def test_frozen_broker_mid_request_gets_503_and_every_202_event_is_in_kafka(tmp_path: Path) -> None:
+    broker = own_broker(tmp_path, "broker")
+    try:
+        settings = collector_settings(broker.bootstrap, "frozen")
+        ensure_topics(settings)
+        config = collector_config(publish_timeout=PUBLISH_TIMEOUT, retry_after=RETRY_AFTER)
+        with running_collector(settings, config, tmp_path / "collector.log") as collector:
+            traffic = Traffic(collector)
+            try:
+                traffic.run_for("before", 1.5)
+                freeze(broker)  # requests in flight now wait for acknowledgements
+                try:
+                    traffic.run_for("frozen", PUBLISH_TIMEOUT * 2.5)
+                    traffic.pause()
+                finally:
+                    thaw(broker)
+                traffic.run_for("after", 3.0)
+                traffic.pause()
+            finally:
+                traffic.stop()
+            print(traffic.summary())
+            assert_only_202_or_503(traffic.outcomes)
+            assert traffic.of("before", 202), "no request succeeded before the freeze"
+            assert traffic.of("frozen", 503), "no 503 while the broker was frozen"
+            assert traffic.of("after", 202), "the collector did not accept again after the broker came back"
+            accepted = traffic.accepted_ids()
+            missing = accepted - topic_ids(settings)
+            assert not missing, f"{len(missing)} events answered 202 are not in Kafka: {sorted(missing)[:5]}"
+    finally:
+        broker.stop()
+
+
+def test_stopped_broker_mid_request_gets_503_and_a_restarted_broker_takes_events_again(tmp_path: Path) -> None:
+    broker = own_broker(tmp_path, "broker-1")
+    port = broker.port
+    settings = collector_settings(broker.bootstrap, "stopped")
+    topic = TopicNames.of(settings).inputs["website"]
+    ensure_topics(settings)
+    config = collector_config(publish_timeout=PUBLISH_TIMEOUT, retry_after=RETRY_AFTER)
+    restarted: EmbeddedBroker | None = None
+    try:
+        with running_collector(settings, config, tmp_path / "collector.log") as collector:
+            traffic = Traffic(collector)
+            reader = LiveReader(settings, topic)
+            reader.start()
+            try:
+                # A: normal traffic, then quiesce: everything accepted so far is read back.
+                reader.ready.wait(10)
+                traffic.run_for("A", 1.5)
+                traffic.pause()
+                reader.wait_for(traffic.accepted_ids("A"))
+                # B: freeze, send (the requests wait for acks), kill the broker under them.
+                freeze(broker)
+                traffic.run_for("B", 0.7)
+                kill(broker)
+                traffic.pause()
+                reader.finish()
+                # C: the broker is gone: 503 at once; alive but not ready.
+                traffic.run_for("C", 1.0)
+                traffic.pause()
+                assert collector.request("GET", "/healthz").status == 200
+                readiness = collector.request("GET", "/readyz")
+                assert readiness.status == 503 and readiness.json["ready"] is False and readiness.json["problems"]
+                # D: a new (empty) broker on the same port: the collector accepts again.
+                restarted = own_broker(tmp_path, "broker-2", port=port)
+                ensure_topics(settings)
+                reader = LiveReader(settings, topic)
+                reader.start()
+                reader.ready.wait(10)
+                deadline = time.monotonic() + 60
+                traffic.phase = "D"
+                traffic.running.set()
+                while not traffic.of("D", 202) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                traffic.run_for("D", 1.5)
+                traffic.pause()
+                reader.wait_for(traffic.accepted_ids("D"), timeout=30)
+            finally:
+                traffic.stop()
+                reader.finish()
+            print(traffic.summary())
+            assert_only_202_or_503(traffic.outcomes)
+            assert traffic.of("A", 202)
+            assert traffic.of("B") and not traffic.of("B", 202), "a request to a frozen, then killed broker got 202"
+            assert traffic.of("C") and not traffic.of("C", 202)
+            assert traffic.of("D", 202), "the collector did not accept events after the broker came back"
+            assert collector.wait_ready()["ready"] is True
+            assert collector.stop() == 0  # SIGTERM: a clean shutdown
+    finally:
+        broker.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_collector_started_before_the_broker_answers_503_then_accepts(tmp_path: Path) -> None:
+    from pipeline.embedded_broker import free_port
+
+    port = free_port()
+    settings = collector_settings(f"127.0.0.1:{port}", "late")
+    config = collector_config(publish_timeout=PUBLISH_TIMEOUT, retry_after=RETRY_AFTER)
+    with running_collector(settings, config, tmp_path / "collector.log", ready=False) as collector:
+        assert collector.request("GET", "/readyz").status == 503
+        early = collector.post("website", orjson.dumps(envelope("early-1")))
+        assert early.status == 503 and early.headers["retry-after"] == str(RETRY_AFTER)
+        assert early.json["error_code"] == "broker_unavailable"
+        broker = own_broker(tmp_path, "broker", port=port)
+        try:
+            ensure_topics(settings)
+            collector.wait_ready(timeout=60)
+            reply = collector.post("website", orjson.dumps(envelope("late-1")))
+            assert reply.status == 202
+            assert "late-1" in topic_ids(settings) and "early-1" not in topic_ids(settings)
+        finally:
+            broker.stop()
