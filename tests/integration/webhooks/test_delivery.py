@@ -107,15 +107,18 @@ def test_a_slow_receiver_does_not_delay_a_healthy_one(setup: Setup, receivers: l
         + subscription("healthy", healthy, "became_hot = true")
     )
     with setup.deliverer(config):
-        ids = set(setup.publish("alerts", [alert(f"c-{i}", i) for i in range(30)]))
-        healthy.wait_for_ids(ids)
-        # Everything reached the healthy receiver while the slow one still sits on its first requests,
-        # bounded by its own concurrency limit.
-        assert slow.delivered_ids() == set()
-        assert 1 <= slow.arrivals <= 2
+        first = set(setup.publish("alerts", [alert(f"c-{i}", i) for i in range(30)]))
+        healthy.wait_for_ids(first)
+        wait_until(lambda: slow.arrivals == 2, 30, "the slow receiver holding its two requests")
+        # The slow subscription is now stuck at its concurrency limit. Everything published from
+        # here on still reaches the healthy receiver, while the slow one gets nothing more.
+        second = set(setup.publish("alerts", [alert(f"c-{i}", 100 + i) for i in range(30)]))
+        healthy.wait_for_ids(second)
+        assert slow.arrivals == 2 and slow.delivered_ids() == set()
         slow.release()
-        requests = slow.wait_for_ids(ids)
+        requests = slow.wait_for_ids(first | second)
         assert all(r.verified() for r in requests if r.status == 200)
+        assert all(r.verified() for r in healthy.snapshot())
     assert not setup.deadletters()
 
 
