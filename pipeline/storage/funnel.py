@@ -37,10 +37,10 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     tuple_,
     type_coerce,
-    union,
 )
 
 from ..state_machine.model import Model
@@ -159,30 +159,29 @@ def compute_funnel(
     group = _contact_group(by)
 
     # Reached: the highest stage each contact was seen at, then contacts per (group, top stage).
-    top = (
-        select(t.contact_id, func.max(case((t.direction == "advance", case(rank, value=t.to)),
-                                           else_=case(rank, value=t["from"]))).label("top"))
-        .where(stage_moves)
+    # One pass over the transitions gives both the population (contacts with a transition of the
+    # model, in the window if any) and each one's top stage; without a window, a full join adds
+    # the contacts that have a snapshot but no transition yet.
+    seen_at = case((t.direction == "advance", case(rank, value=t.to)), else_=case(rank, value=t["from"]))
+    per_contact = (
+        select(t.contact_id, func.max(case((t.kind == "stage", seen_at))).label("top"))
+        .where(_of_model(t.model, model), *in_window)
         .group_by(t.contact_id)
         .subquery()
     )
+    joined_contacts = contacts.c.contact_id == per_contact.c.contact_id
+    top_rank = func.coalesce(per_contact.c.top, literal_column("0"))  # no bind parameter: same SQL in GROUP BY
     if since is None and until is None:
-        population = union(
-            select(contacts.c.contact_id).where(_of_model(contacts.c.model, model)),
-            select(t.contact_id).where(_of_model(t.model, model)),
-        ).subquery()
-    else:
-        population = select(t.contact_id).where(_of_model(t.model, model), *in_window).distinct().subquery()
-    top_rank = func.coalesce(top.c.top, literal_column("0"))  # no bind parameter: same SQL in GROUP BY
-    reached_rows = connection.execute(
-        select(group, top_rank, func.count())
-        .select_from(
-            population.outerjoin(contacts, contacts.c.contact_id == population.c.contact_id).outerjoin(
-                top, top.c.contact_id == population.c.contact_id
-            )
+        reached_query = (
+            select(group, top_rank, func.count())
+            .select_from(per_contact.join(contacts, joined_contacts, full=True))
+            .where(or_(per_contact.c.contact_id.is_not(None), _of_model(contacts.c.model, model)))
         )
-        .group_by(group, top_rank)
-    )
+    else:
+        reached_query = select(group, top_rank, func.count()).select_from(
+            per_contact.outerjoin(contacts, joined_contacts)
+        )
+    reached_rows = connection.execute(reached_query.group_by(group, top_rank))
     at_top: dict[str, list[int]] = defaultdict(lambda: [0] * len(stages))
     for g, top_rank, n in reached_rows:
         at_top[g][top_rank] += n
