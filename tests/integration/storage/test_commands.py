@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from pipeline.cli import main
+from pipeline.state_machine import builtin_model
 from pipeline.storage import SqlHistoryStore
+from pipeline.storage.tables import alerts
 
 from .conftest import fixture_history
 
@@ -95,3 +98,26 @@ def test_funnel_table_json_and_html(filled: str, tmp_path: Path, capsys: pytest.
     document = json.loads(capsys.readouterr().out)
     assert document["until"] == "2025-02-01T00:00:00Z"  # a date --until includes that day
     assert document["total"]["contacts"] == 3
+
+
+def test_replay_db_writes_the_history_once(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = str(Path(__file__).parents[3] / "samples" / "journeys.jsonl")
+    argv = ["replay", sample, "--until", "2026-11-01T00:00:00Z", "--db", db_url]
+    assert run(argv) == 0
+    first = capsys.readouterr().err
+    assert "history: 1681 transitions, 110 alerts and 300 contacts written to" in first
+    with SqlHistoryStore(db_url) as store:
+        before = store.funnel(builtin_model())
+    assert run(argv) == 0  # the same history again: nothing new, nothing doubled
+    with SqlHistoryStore(db_url) as store:
+        after = store.funnel(builtin_model())
+    assert after == before
+    assert before.total.contacts == 300 and before.total.hot_alerts == 110
+    assert sum(s.regressions for s in before.total.stages) == 234  # every stage regression of the replay
+    with SqlHistoryStore(db_url) as store, store.engine.connect() as connection:
+        hot = connection.execute(select(alerts.c.contact_id).limit(1)).scalar_one()
+    capsys.readouterr()
+    assert run(["contact", hot, "--db", db_url, "--json"]) == 0
+    timeline = json.loads(capsys.readouterr().out)["timeline"]
+    assert any(entry["entry"] == "alert" for entry in timeline)
+    assert any(entry["entry"] == "transition" for entry in timeline)
