@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: records are delivered meanwhile, then the subscription waits for it.
 MAX_HELD_OFFSETS = 10_000
 COMMIT_INTERVAL = 1.0  # seconds between offset commits
+SHUTDOWN_GRACE = 10.0  # seconds a clean stop lets requests under way finish (at most their timeout)
 
 
 class SubscriptionDeliverer:
@@ -133,7 +134,8 @@ class SubscriptionDeliverer:
         if tasks:
             pending: set[asyncio.Task[None]] = set(tasks)
             if self._stopping.is_set():  # a clean stop: requests under way may still succeed
-                _done, pending = await asyncio.wait(tasks, timeout=self.subscription.retry.timeout + 1)
+                grace = min(self.subscription.retry.timeout, SHUTDOWN_GRACE) + 1
+                _done, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:  # a failed consumer: its records are delivered again from the commit
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -158,7 +160,10 @@ class SubscriptionDeliverer:
             elif consumer.paused():
                 consumer.resume(*consumer.paused())
             batch = await consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+            owned = consumer.assignment()
             for tp, messages in batch.items():
+                if tp not in owned:  # revoked while this poll was under way: the new owner delivers it
+                    continue
                 if tp not in self._progress:  # assigned during this poll
                     await self._adopt(consumer, tp)
                 for message in messages:
