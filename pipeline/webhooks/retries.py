@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,8 +70,10 @@ class Retrier:
         deadletters: DeadLetterSink,
         stats: SubscriptionStats,
         clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self.subscription = subscription
+        self.draw = draw  # the jitter: a float in [0, 1)
         self.session = session
         self.deadletters = deadletters
         self.stats = stats
@@ -108,7 +111,7 @@ class Retrier:
             self.stats.failed_attempts += 1
             metrics.FAILURES.labels(reason=result.reason or "http_other", **self._labels).inc()
             elapsed = time.monotonic() - started
-            delay = next_delay(self.subscription.retry, attempts, elapsed, result.retry_after)
+            delay = next_delay(self.subscription.retry, attempts, elapsed, result.retry_after, self.draw)
             if delay is None:
                 detail = f"{result.error} on attempt {attempts}, {elapsed:,.1f}s after the first"
                 log.warning("webhooks %s: giving up on %s %s: %s", name, delivery.event, delivery.delivery_id, detail)
