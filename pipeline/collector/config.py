@@ -46,7 +46,7 @@ class CollectorConfig:
     retry_after: int = 2
     #: Event requests handled at once; more are answered 503 at once (bounded memory).
     max_inflight: int = 256
-    linger_ms: int = 5
+    linger_ms: int = 0
     access_log: bool = False
 
     def with_(self, **changes: Any) -> CollectorConfig:
@@ -152,7 +152,7 @@ def config_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> C
         publish_timeout=_float(env, "LEADFLOW_COLLECTOR_PUBLISH_TIMEOUT", 10.0),
         retry_after=_int(env, "LEADFLOW_COLLECTOR_RETRY_AFTER", 2, minimum=1),
         max_inflight=_int(env, "LEADFLOW_COLLECTOR_MAX_INFLIGHT", 256, minimum=1),
-        linger_ms=_int(env, "LEADFLOW_COLLECTOR_LINGER_MS", 5),
+        linger_ms=_int(env, "LEADFLOW_COLLECTOR_LINGER_MS", 0),
         access_log=access_log in ("1", "true", "yes", "on"),
     )
     return config.with_(**overrides) if overrides else config
