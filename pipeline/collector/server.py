@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..settings import Settings
 from ..state_machine import SOURCES
@@ -106,7 +107,13 @@ class Collector:
             INFLIGHT.dec()
 
     async def _take(self, request: web.Request, source: str, media_type: str, cors: dict[str, str]) -> web.Response:
-        body = await read_limited(request, MAX_BODY_BYTES)
+        try:
+            body = await read_limited(request, MAX_BODY_BYTES)
+        except (ConnectionError, ClientPayloadError, HttpProcessingError):
+            # the client went away (or broke the framing) before the body was complete: nothing is taken
+            response = error(400, "incomplete_body", "the connection ended before the whole body arrived", cors)
+            response.force_close()
+            return response
         if body is None:
             return _too_large("more than that was sent", cors)
         received_at = time.time_ns() // 1000

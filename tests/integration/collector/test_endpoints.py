@@ -9,7 +9,10 @@ from __future__ import annotations
 import http.client
 import itertools
 import re
+import shutil
 import socket
+import subprocess
+import time
 
 import orjson
 import pytest
@@ -220,6 +223,29 @@ def test_413_chunked_body_is_counted_while_reading(collector: Collector) -> None
         connection.close()
 
 
+def test_a_body_cut_short_by_the_client_publishes_nothing(collector: Collector) -> None:
+    (event_id,) = ids(1)
+    before = collector.request("GET", "/metrics").body.decode()
+    partial = orjson.dumps([envelope(event_id)])
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/events/website HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {WEBSITE_KEY}\r\nContent-Length: {len(partial) + 100}\r\n\r\n".encode()
+            + partial
+        )
+    route = "/v1/events/{source}"
+    deadline = time.monotonic() + 10
+    after = before
+    while metric(after, "leadflow_collector_requests_total", route=route, status="400") == metric(
+        before, "leadflow_collector_requests_total", route=route, status="400") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = collector.request("GET", "/metrics").body.decode()
+    assert metric(after, "leadflow_collector_requests_total", route=route, status="400") == metric(
+        before, "leadflow_collector_requests_total", route=route, status="400") + 1
+    assert metric(after, "leadflow_collector_requests_total", route=route, status="500") == 0
+    assert not arrived(collector, {event_id})
+
+
 def test_413_more_than_500_events(collector: Collector) -> None:
     batch = [envelope(i) for i in ids(501)]
     reply = collector.post("website", orjson.dumps(batch))
@@ -280,3 +306,7 @@ def test_health_readiness_and_metrics(collector: Collector) -> None:
     assert delta("leadflow_collector_publish_seconds_count") == 1
     assert metric(after, "leadflow_collector_broker_up") == 1
     assert metric(after, "leadflow_collector_requests_total", route="/healthz", status="200") >= 1
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: install the Debian package 'prometheus'"
+    lint = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True, text=True)
+    assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
