@@ -275,3 +275,35 @@ def test_collector_started_before_the_broker_answers_503_then_accepts(tmp_path: 
             assert "late-1" in topic_ids(settings) and "early-1" not in topic_ids(settings)
         finally:
             broker.stop()
+
+
+def test_requests_beyond_the_inflight_limit_get_503_at_once(tmp_path: Path) -> None:
+    broker = own_broker(tmp_path, "broker")
+    try:
+        settings = collector_settings(broker.bootstrap, "inflight")
+        ensure_topics(settings)
+        config = collector_config(publish_timeout=3.0, retry_after=RETRY_AFTER, max_inflight=1)
+        with running_collector(settings, config, tmp_path / "collector.log") as collector:
+            assert collector.post("website", orjson.dumps(envelope("warm-1"))).status == 202
+            freeze(broker)
+            try:
+                first: list[int] = []
+                waiting = threading.Thread(
+                    target=lambda: first.append(collector.post("website", orjson.dumps(envelope("held-1"))).status))
+                waiting.start()
+                deadline = time.monotonic() + 10
+                gauge = "leadflow_collector_inflight_requests 1.0"
+                while gauge not in collector.request("GET", "/metrics").body.decode():
+                    assert time.monotonic() < deadline, "the first request never became in flight"
+                    time.sleep(0.05)
+                shed = collector.post("website", orjson.dumps(envelope("shed-1")))
+                assert shed.status == 503 and shed.headers["retry-after"] == str(RETRY_AFTER)
+                assert shed.json["error_code"] == "broker_unavailable" and "in flight" in shed.json["detail"]
+                waiting.join(30)
+                assert first == [503]  # the held request timed out against the frozen broker
+            finally:
+                thaw(broker)
+            assert collector.post("website", orjson.dumps(envelope("after-1"))).status == 202
+            assert "shed-1" not in topic_ids(settings)
+    finally:
+        broker.stop()
