@@ -153,9 +153,9 @@ class BatchHistogram(Collector):
             below = cumulative
         per_bucket.append(n - below)
         future = n - bisect.bisect_right(times, now)
-        total = n * now - math.fsum(times)
+        total = n * now - sum(times)  # exact on integer times
         if future:
-            total += math.fsum(times[n - future :]) - future * now
+            total += sum(times[n - future :]) - future * now
         with self._lock:
             for index, added in enumerate(per_bucket):
                 self._counts[index] += added
