@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
-# tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark).
-SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk
-SYSTEM_PACKAGES := chromium prometheus wrk
+# tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
+# docker-compose (v1: `docker-compose config` checks the compose file offline).
+SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk /usr/bin/docker-compose
+SYSTEM_PACKAGES := chromium prometheus wrk docker-compose
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
