@@ -6,8 +6,8 @@ only lags its own group: the pipeline and the other receivers never wait for it.
 
 Records the filter selects become delivery tasks (:class:`~pipeline.webhooks.retries.Retrier`),
 at most ``max_in_flight`` at a time; a task holds its slot while it waits for a retry, and while
-every slot is taken the subscription's partitions are paused (the consumer keeps polling, so it
-stays in its group). A record is finished once delivered, or dead-lettered with the broker's
+every slot is taken the subscription fetches nothing more (it still polls now and then with its
+partitions paused, so it stays in its group). A record is finished once delivered, or dead-lettered with the broker's
 acknowledgement. Offsets are committed up to the lowest unfinished record of each partition, so
 a restart loses nothing and repeats at most what finished above that point (same delivery id).
 """
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: records are delivered meanwhile, then the subscription waits for it.
 MAX_HELD_OFFSETS = 10_000
 COMMIT_INTERVAL = 1.0  # seconds between offset commits
+KEEPALIVE_POLL = 30.0  # seconds between polls while every slot is taken (aiokafka's max_poll_interval: 300 s)
 SHUTDOWN_GRACE = 10.0  # seconds a clean stop lets requests under way finish (at most their timeout)
 
 
@@ -69,6 +70,7 @@ class SubscriptionDeliverer:
         self._committed: dict[TopicPartition, int] = {}
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._in_flight = 0
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._retrier: Retrier | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -148,18 +150,31 @@ class SubscriptionDeliverer:
     # ------------------------------------------------------------------------------ consuming
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         limit = self.subscription.max_in_flight
-        last_commit = time.monotonic()
+        last_commit = last_poll = time.monotonic()
         while not self._stopping.is_set():
             assignment = consumer.assignment()
             for tp in assignment - self._progress.keys():
                 await self._adopt(consumer, tp)
+            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                await self._commit(consumer, list(self._progress))
+                last_commit = time.monotonic()
             free = limit - self._in_flight
-            held = sum(progress.held for progress in self._progress.values())
-            if free <= 0 or held >= MAX_HELD_OFFSETS:
-                consumer.pause(*assignment)
-            elif consumer.paused():
+            if free <= 0 or sum(progress.held for progress in self._progress.values()) >= MAX_HELD_OFFSETS:
+                # Full: wait for a slot without fetching. Every KEEPALIVE_POLL seconds poll with the
+                # partitions paused (that drops aiokafka's prefetched records, so not on every wait),
+                # or the consumer would count as idle and leave its group after max_poll_interval.
+                self._slot_freed.clear()
+                if time.monotonic() - last_poll >= KEEPALIVE_POLL:
+                    consumer.pause(*assignment)
+                    await consumer.getmany(timeout_ms=0)
+                    last_poll = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), COMMIT_INTERVAL)
+                continue
+            if consumer.paused():
                 consumer.resume(*consumer.paused())
-            batch = await consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+            batch = await consumer.getmany(timeout_ms=200, max_records=free)
+            last_poll = time.monotonic()
             owned = consumer.assignment()
             for tp, messages in batch.items():
                 if tp not in owned:  # revoked while this poll was under way: the new owner delivers it
@@ -168,9 +183,6 @@ class SubscriptionDeliverer:
                     await self._adopt(consumer, tp)
                 for message in messages:
                     self._take(tp, self._progress[tp], message)
-            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
-                await self._commit(consumer, list(self._progress))
-                last_commit = time.monotonic()
 
     async def _adopt(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         """Start tracking a newly assigned partition. A partition the group never committed gets its
@@ -220,6 +232,7 @@ class SubscriptionDeliverer:
         def done(finished: asyncio.Task[None]) -> None:
             group.discard(finished)
             self._in_flight -= 1
+            self._slot_freed.set()
             metrics.IN_FLIGHT.labels(**self._labels).dec()
             if not finished.cancelled() and finished.exception() is not None:
                 log.error("webhooks %s: delivery task failed", self.subscription.name, exc_info=finished.exception())
