@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector clean sample system-deps
+.PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-webhooks clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
@@ -78,6 +78,10 @@ bench-funnel: $(STAMP)
 ## The HTTP collector under wrk on loopback: requests/s and p99 at 1 and 100 events per request.
 bench-collector: $(STAMP) system-deps
 	$(PY) benchmarks/bench_collector.py
+
+## Webhook deliveries per second to a loopback receiver that verifies every signature.
+bench-webhooks: $(STAMP)
+	$(PY) benchmarks/bench_webhooks.py
 
 ## The history sink's throughput into PostgreSQL, against a plain consumer of the same records.
 bench-sink: $(STAMP)
