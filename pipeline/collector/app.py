@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..settings import Settings
+from ..web import add_service_routes
 from .config import MAX_BODY_BYTES, CollectorConfig
-from .server import EVENTS_ROUTE, Collector, count_requests, json_response
+from .server import EVENTS_ROUTE, Collector, count_requests
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +46,13 @@ class TrackerScript:
         return web.Response(body=self.body, headers=headers, content_type="application/javascript", charset="utf-8")
 
 
-async def healthz(request: web.Request) -> web.StreamResponse:
-    return json_response(200, {"alive": True})
+def _readiness(collector: Collector) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def readiness() -> dict[str, Any]:
+        report = await collector.publisher.readiness()
+        report["inflight_requests"] = collector.inflight
+        return report
 
-
-async def readyz(request: web.Request) -> web.StreamResponse:
-    report = await request.app[COLLECTOR].publisher.readiness()
-    report["inflight_requests"] = request.app[COLLECTOR].inflight
-    return json_response(200 if report["ready"] else 503, report)
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    response = web.Response(body=generate_latest())
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
+    return readiness
 
 
 def build_app(settings: Settings, config: CollectorConfig) -> web.Application:
@@ -69,9 +64,7 @@ def build_app(settings: Settings, config: CollectorConfig) -> web.Application:
     app.router.add_post(EVENTS_ROUTE, collector.post_events)
     app.router.add_route("OPTIONS", EVENTS_ROUTE, collector.preflight)
     app.router.add_get("/v1/tracker.js", tracker.get)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_service_routes(app, _readiness(collector))
 
     async def start_publisher(app: web.Application) -> None:
         await collector.publisher.start()

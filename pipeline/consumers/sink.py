@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import signal
 import time
@@ -34,7 +33,6 @@ import msgspec
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import metrics
 from ..contracts import DeadLetter, encode_deadletter
@@ -45,6 +43,7 @@ from ..state_machine.records import Alert, ContactSnapshot, Transition
 from ..storage import SqlHistoryStore, StorageError, StorageUnavailable
 from ..storage.database import resolve_url, safe_url
 from ..topics import TopicNames
+from ..web import add_service_routes
 
 log = logging.getLogger(__name__)
 
@@ -293,25 +292,8 @@ class HistorySink:
 
 def web_app(sink: HistorySink) -> web.Application:
     """``/healthz``, ``/readyz``, ``/stats`` and ``/metrics`` of a sink process."""
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"alive": True, "pid": os.getpid()})
-
-    async def readyz(_: web.Request) -> web.Response:
-        document = sink.readiness()
-        return web.json_response(document, status=200 if document["ready"] else 503)
-
-    async def stats(_: web.Request) -> web.Response:
-        return web.json_response(sink.stats_document())
-
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/stats", stats)
-    app.router.add_get("/metrics", prometheus)
+    add_service_routes(app, sink.readiness, sink.stats_document)
     return app
 
 

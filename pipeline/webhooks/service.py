@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from ..settings import Settings
 from ..topics import TopicNames
+from ..web import add_service_routes
 from .config import WebhooksConfig
 from .deadletter import TOPIC as DEADLETTER_TOPIC
 from .deliverer import SubscriptionDeliverer
@@ -135,27 +135,12 @@ class WebhookService:
         }
 
     def web_app(self) -> web.Application:
-        async def healthz(_request: web.Request) -> web.Response:
-            return web.json_response({"ok": True})
-
-        async def readyz(_request: web.Request) -> web.Response:
+        def readiness() -> dict[str, Any]:
             problems = self.problems()
-            body = {"ready": not problems, "problems": problems, "subscriptions": self.stats()}
-            return web.json_response(body, status=200 if not problems else 503)
-
-        async def stats(_request: web.Request) -> web.Response:
-            return web.json_response(self.stats())
-
-        async def metrics(_request: web.Request) -> web.Response:
-            response = web.Response(body=generate_latest(REGISTRY))
-            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-            return response
+            return {"ready": not problems, "problems": problems, "subscriptions": self.stats()}
 
         app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
-        app.router.add_get("/stats", stats)
-        app.router.add_get("/metrics", metrics)
+        add_service_routes(app, readiness, self.stats)
         return app
 
     async def run(self, bind: str, port: int) -> None:
