@@ -33,10 +33,10 @@ from pathlib import Path
 import orjson
 
 from pipeline.collector.config import CollectorConfig
-from pipeline.demo import stop_process
-from pipeline.embedded_broker import EmbeddedBroker, die_with_parent, free_port
-from pipeline.kafka_tools import ensure_topics
-from pipeline.settings import from_env
+from pipeline.config.settings import from_env
+from pipeline.devtools.demo import stop_process
+from pipeline.kafka.tools import ensure_topics
+from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 
 WRITE_KEY = "pk_bench_000000000001"
 

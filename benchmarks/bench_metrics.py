@@ -25,10 +25,10 @@ from typing import Any
 
 import bench_stream as bs
 
-from pipeline.embedded_broker import EmbeddedBroker, free_port
-from pipeline.kafka_tools import ensure_topics
-from pipeline.settings import Settings, from_env
-from pipeline.topics import TopicNames
+from pipeline.config.settings import Settings, from_env
+from pipeline.config.topics import TopicNames
+from pipeline.kafka.tools import ensure_topics
+from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 
 @dataclass

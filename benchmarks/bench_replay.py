@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.replay import read_lines, replay
-from pipeline.simulator import simulate, with_faults
+from pipeline.devtools.simulator import simulate, with_faults
+from pipeline.offline.replay import read_lines, replay
 from pipeline.state_machine import builtin_model
 
 DATA = Path(__file__).resolve().parent.parent / "bench-data"

@@ -34,18 +34,18 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.config.settings import Settings, from_env
+from pipeline.config.topics import TopicNames
 from pipeline.consumers.sink import HistorySink
-from pipeline.embedded_broker import EmbeddedBroker
-from pipeline.kafka_tools import ensure_topics
-from pipeline.replay import replay
-from pipeline.settings import Settings, from_env
-from pipeline.simulator import simulate
+from pipeline.devtools.simulator import simulate
+from pipeline.kafka.tools import ensure_topics
+from pipeline.offline.replay import replay
 from pipeline.state_machine import builtin_model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 from pipeline.storage import upgrade_database
 from pipeline.storage.database import driver_url
 from pipeline.storage.tables import transitions
-from pipeline.topics import TopicNames
+from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 
 def outputs(contacts: int) -> tuple[dict[str, list[bytes]], int]:

@@ -15,7 +15,7 @@ import tracemalloc
 
 from bench_replay import generate
 
-from pipeline.replay import read_lines, replay
+from pipeline.offline.replay import read_lines, replay
 from pipeline.state_machine import ContactState, builtin_model, decode_state, encode_state
 
 

@@ -58,12 +58,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic
 
-from pipeline.demo import stop_process, wait_ready, worker_process
-from pipeline.embedded_broker import EmbeddedBroker, die_with_parent, free_port
-from pipeline.kafka_tools import ensure_topics
-from pipeline.settings import BROKER_PROFILES, Settings, from_env
-from pipeline.simulator import simulate
-from pipeline.topics import TopicNames
+from pipeline.config.settings import BROKER_PROFILES, Settings, from_env
+from pipeline.config.topics import TopicNames
+from pipeline.devtools.demo import stop_process, wait_ready, worker_process
+from pipeline.devtools.simulator import simulate
+from pipeline.kafka.tools import ensure_topics
+from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 
 PARTITIONS = 4
 PROBE_INTERVAL = 0.1  # seconds between demo_request probes in (d)
@@ -74,7 +74,7 @@ WEBSITE = {"page_view", "form_submit", "signup", "content_download", "demo_reque
 
 NAIVE_AGENT = f'''
 import os, time, faust, orjson
-from pipeline.faust_tuning import LeadflowTransport
+from pipeline.streaming.faust_tuning import LeadflowTransport
 bootstrap, topic = os.environ["NAIVE_BOOTSTRAP"], os.environ["NAIVE_TOPIC"]
 total = int(os.environ["NAIVE_TOTAL"])
 app = faust.App(os.environ["NAIVE_APP"], broker=f"kafka://{{bootstrap}}", store="memory://",

@@ -9,6 +9,12 @@ Modules: :mod:`.config` (``LEADFLOW_COLLECTOR_*``), :mod:`.intake` (body → rec
 
 from __future__ import annotations
 
-from .config import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, CollectorConfig, CollectorConfigError, config_from_env
+from pipeline.collector.config import (
+    MAX_BODY_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+    CollectorConfig,
+    CollectorConfigError,
+    config_from_env,
+)
 
 __all__ = ["MAX_BODY_BYTES", "MAX_EVENTS_PER_REQUEST", "CollectorConfig", "CollectorConfigError", "config_from_env"]

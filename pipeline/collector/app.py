@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..settings import Settings
-from ..web import add_service_routes
-from .config import MAX_BODY_BYTES, CollectorConfig
-from .server import EVENTS_ROUTE, Collector, count_requests
+from pipeline.collector.config import MAX_BODY_BYTES, CollectorConfig
+from pipeline.collector.server import EVENTS_ROUTE, Collector, count_requests
+from pipeline.config.settings import Settings
+from pipeline.ops.web import add_service_routes
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..state_machine import SOURCES
+from pipeline.state_machine import SOURCES
 
 #: Largest request body, in bytes (the input topics' batch limit).
 MAX_BODY_BYTES = 1_048_576

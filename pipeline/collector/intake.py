@@ -19,9 +19,9 @@ from typing import Any
 
 import msgspec
 
-from ..contracts import MAX_EVENT_BYTES, DeadLetter, decode_event
-from ..state_machine.clock import to_rfc3339
-from .config import MAX_EVENTS_PER_REQUEST
+from pipeline.collector.config import MAX_EVENTS_PER_REQUEST
+from pipeline.contracts import MAX_EVENT_BYTES, DeadLetter, decode_event
+from pipeline.state_machine.clock import to_rfc3339
 
 JSON_TYPES = frozenset({"application/json", "text/plain"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})

@@ -21,10 +21,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ..settings import Settings
-from ..topics import TopicNames
-from .config import CollectorConfig
-from .metrics import BROKER_UP, PUBLISH_SECONDS
+from pipeline.collector.config import CollectorConfig
+from pipeline.collector.metrics import BROKER_UP, PUBLISH_SECONDS
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,20 @@ import msgspec
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..settings import Settings
-from ..state_machine import SOURCES
-from .client_ip import client_address, shown_address
-from .config import MAX_BODY_BYTES, CollectorConfig
-from .intake import MEDIA_TYPES, BodyError, Intake, split_body, take_events
-from .metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, EVENTS_UNAVAILABLE, INFLIGHT, REQUEST_EVENTS, REQUESTS
-from .publisher import BrokerUnavailable, Publisher
+from pipeline.collector.client_ip import client_address, shown_address
+from pipeline.collector.config import MAX_BODY_BYTES, CollectorConfig
+from pipeline.collector.intake import MEDIA_TYPES, BodyError, Intake, split_body, take_events
+from pipeline.collector.metrics import (
+    EVENTS_ACCEPTED,
+    EVENTS_REJECTED,
+    EVENTS_UNAVAILABLE,
+    INFLIGHT,
+    REQUEST_EVENTS,
+    REQUESTS,
+)
+from pipeline.collector.publisher import BrokerUnavailable, Publisher
+from pipeline.config.settings import Settings
+from pipeline.state_machine import SOURCES
 
 EVENTS_ROUTE = "/v1/events/{source}"
 _encode = msgspec.json.encode

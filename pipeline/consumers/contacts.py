@@ -32,12 +32,12 @@ from typing import Any
 
 import msgspec
 
-from .. import metrics
-from ..settings import Settings
-from ..state_machine import REFERRAL_CONVERTED, ContactState, Event, Model, snapshot
-from ..state_machine.processor import DeadlineIndex, LifecycleProcessor, Outcome
-from ..topics import TopicNames, partition_for
-from . import wire
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames, partition_for
+from pipeline.consumers import wire
+from pipeline.ops import metrics
+from pipeline.state_machine import REFERRAL_CONVERTED, ContactState, Event, Model, snapshot
+from pipeline.state_machine.processor import DeadlineIndex, LifecycleProcessor, Outcome
 
 log = logging.getLogger(__name__)
 

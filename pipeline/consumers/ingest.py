@@ -24,12 +24,12 @@ from typing import Any, Protocol
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .. import metrics
-from ..contracts import DeadLetter, decode_message, encode_deadletter
-from ..settings import Settings
-from ..state_machine import Event
-from ..topics import TopicNames, partition_for
-from . import wire
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames, partition_for
+from pipeline.consumers import wire
+from pipeline.contracts import DeadLetter, decode_message, encode_deadletter
+from pipeline.ops import metrics
+from pipeline.state_machine import Event
 
 log = logging.getLogger(__name__)
 

@@ -34,16 +34,16 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from .. import metrics
-from ..contracts import DeadLetter, encode_deadletter
-from ..contracts.deadletter import raw_text
-from ..settings import Settings
-from ..state_machine.clock import to_rfc3339
-from ..state_machine.records import Alert, ContactSnapshot, Transition
-from ..storage import SqlHistoryStore, StorageError, StorageUnavailable
-from ..storage.database import resolve_url, safe_url
-from ..topics import TopicNames
-from ..web import add_service_routes
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames
+from pipeline.contracts import DeadLetter, encode_deadletter
+from pipeline.contracts.deadletter import raw_text
+from pipeline.ops import metrics
+from pipeline.ops.web import add_service_routes
+from pipeline.state_machine.clock import to_rfc3339
+from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
+from pipeline.storage import SqlHistoryStore, StorageError, StorageUnavailable
+from pipeline.storage.database import resolve_url, safe_url
 
 log = logging.getLogger(__name__)
 

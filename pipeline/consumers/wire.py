@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..state_machine import Event
+from pipeline.state_machine import Event
 
 
 class ContactBatch(msgspec.Struct, frozen=True, array_like=True, tag="events"):

@@ -13,7 +13,7 @@ in the future, the Kafka topic's family). Times are integer microseconds since t
 
 from __future__ import annotations
 
-from .deadletter import (
+from pipeline.contracts.deadletter import (
     ERROR_CODES,
     MAX_RAW_BYTES,
     DeadLetter,
@@ -22,11 +22,11 @@ from .deadletter import (
     encode_deadletter,
     raw_bytes,
 )
-from .decode import MAX_BATCH_BYTES, MAX_EVENT_BYTES, decode_event, decode_message
-from .errors import ContractError, SchemaFileError, UnknownErrorCodeError, UnknownFamilyError
-from .rules import FAMILY_OF, TYPE_RULES
-from .timestamps import TIMESTAMP_PATTERN, parse_timestamp
-from .validate import FUTURE_TOLERANCE, MAX_DEPTH, validate_envelope
+from pipeline.contracts.decode import MAX_BATCH_BYTES, MAX_EVENT_BYTES, decode_event, decode_message
+from pipeline.contracts.errors import ContractError, SchemaFileError, UnknownErrorCodeError, UnknownFamilyError
+from pipeline.contracts.rules import FAMILY_OF, TYPE_RULES
+from pipeline.contracts.timestamps import TIMESTAMP_PATTERN, parse_timestamp
+from pipeline.contracts.validate import FUTURE_TOLERANCE, MAX_DEPTH, validate_envelope
 
 __all__ = [
     "ERROR_CODES",

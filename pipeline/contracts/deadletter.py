@@ -13,8 +13,8 @@ import base64
 
 import msgspec
 
-from ..state_machine.clock import to_rfc3339
-from .errors import UnknownErrorCodeError
+from pipeline.contracts.errors import UnknownErrorCodeError
+from pipeline.state_machine.clock import to_rfc3339
 
 #: Every dead-letter error code, in the order the checks run.
 ERROR_CODES: tuple[str, ...] = (

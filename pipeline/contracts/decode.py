@@ -18,11 +18,11 @@ from typing import Any
 
 import msgspec
 
-from ..state_machine.events import SOURCES, Event
-from .deadletter import DeadLetter, dead_letter_for
-from .errors import UnknownFamilyError
-from .fastpath import fast_event
-from .validate import MAX_DEPTH, SOURCE_SET, validate_envelope
+from pipeline.contracts.deadletter import DeadLetter, dead_letter_for
+from pipeline.contracts.errors import UnknownFamilyError
+from pipeline.contracts.fastpath import fast_event
+from pipeline.contracts.validate import MAX_DEPTH, SOURCE_SET, validate_envelope
+from pipeline.state_machine.events import SOURCES, Event
 
 #: Largest single envelope, and largest element of a batch, in bytes as received.
 MAX_EVENT_BYTES = 65_536

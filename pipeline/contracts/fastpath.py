@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ..state_machine.events import Event
-from .rules import FAMILY_OF, TYPE_RULES, Identifier
-from .timestamps import parse_timestamp
-from .validate import FUTURE_TOLERANCE, MAX_DEPTH, SOURCE_SET
+from pipeline.contracts.rules import FAMILY_OF, TYPE_RULES, Identifier
+from pipeline.contracts.timestamps import parse_timestamp
+from pipeline.contracts.validate import FUTURE_TOLERANCE, MAX_DEPTH, SOURCE_SET
+from pipeline.state_machine.events import Event
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from ..state_machine.events import EVENT_TYPES
+from pipeline.state_machine.events import EVENT_TYPES
 
 #: Longest identifier (event_id, contact_id, anonymous_id, referred_by), in characters.
 MAX_IDENTIFIER_LENGTH = 128

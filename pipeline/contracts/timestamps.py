@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from ..state_machine.clock import MICROS_PER_DAY, MICROS_PER_SECOND
+from pipeline.state_machine.clock import MICROS_PER_DAY, MICROS_PER_SECOND
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
-from ..state_machine.clock import MICROS_PER_SECOND
-from ..state_machine.events import SOURCES, Event
-from .rules import ENVELOPE_FIELDS, FAMILY_OF, TYPE_RULES, PropertyRule, TypeRules, is_identifier
-from .timestamps import parse_timestamp
+from pipeline.contracts.rules import ENVELOPE_FIELDS, FAMILY_OF, TYPE_RULES, PropertyRule, TypeRules, is_identifier
+from pipeline.contracts.timestamps import parse_timestamp
+from pipeline.state_machine.clock import MICROS_PER_SECOND
+from pipeline.state_machine.events import SOURCES, Event
 
 #: Objects and arrays may nest this many levels (the envelope is level 1): deeper than any real
 #: event, and well within every JSON encoder's limit (orjson: 254), so accepted events re-encode.

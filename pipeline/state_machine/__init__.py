@@ -10,13 +10,13 @@ file: the same events and model always give the same transitions, alerts and ids
 
 from __future__ import annotations
 
-from .engine import Deadline, Decision, decide, expire, next_deadline, snapshot
-from .errors import LifecycleError, ModelError
-from .events import EVENT_TYPES, KNOWN_EVENT_TYPES, REFERRAL_CONVERTED, SOURCES, Event
-from .loader import BUILTIN_MODELS, builtin_model, load_model, parse_model, resolve_model
-from .model import Model
-from .records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
-from .state import ContactState, decode_state, encode_state
+from pipeline.state_machine.engine import Deadline, Decision, decide, expire, next_deadline, snapshot
+from pipeline.state_machine.errors import LifecycleError, ModelError
+from pipeline.state_machine.events import EVENT_TYPES, KNOWN_EVENT_TYPES, REFERRAL_CONVERTED, SOURCES, Event
+from pipeline.state_machine.loader import BUILTIN_MODELS, builtin_model, load_model, parse_model, resolve_model
+from pipeline.state_machine.model import Model
+from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
+from pipeline.state_machine.state import ContactState, decode_state, encode_state
 
 __all__ = [
     "BUILTIN_MODELS",

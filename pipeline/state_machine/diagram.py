@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .clock import MICROS_PER_DAY
-from .model import Model
+from pipeline.state_machine.clock import MICROS_PER_DAY
+from pipeline.state_machine.model import Model
 
 
 def _trigger(on: frozenset[str], where: str) -> str:

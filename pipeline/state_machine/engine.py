@@ -15,12 +15,12 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from . import ids
-from .clock import MICROS_PER_DAY, to_rfc3339
-from .events import REFERRAL_CONVERTED, Event
-from .model import Advance, Model, Regress, all_match
-from .records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
-from .state import ContactState, has_seen, new_contact, remember
+from pipeline.state_machine import ids
+from pipeline.state_machine.clock import MICROS_PER_DAY, to_rfc3339
+from pipeline.state_machine.events import REFERRAL_CONVERTED, Event
+from pipeline.state_machine.model import Advance, Model, Regress, all_match
+from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
+from pipeline.state_machine.state import ContactState, has_seen, new_contact, remember
 
 _replace = msgspec.structs.replace
 _UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")

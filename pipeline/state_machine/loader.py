@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .clock import days
-from .errors import ModelError
-from .events import KNOWN_EVENT_TYPES
-from .model import (
+from pipeline.state_machine.clock import days
+from pipeline.state_machine.errors import ModelError
+from pipeline.state_machine.events import KNOWN_EVENT_TYPES
+from pipeline.state_machine.model import (
     CLOCKS,
     MEASURES,
     OPERATORS,

@@ -13,11 +13,11 @@ import heapq
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
-from .engine import Decision, decide, expire
-from .events import Event
-from .model import Model
-from .records import Alert, Transition
-from .state import ContactState
+from pipeline.state_machine.engine import Decision, decide, expire
+from pipeline.state_machine.events import Event
+from pipeline.state_machine.model import Model
+from pipeline.state_machine.records import Alert, Transition
+from pipeline.state_machine.state import ContactState
 
 
 class DeadlineIndex:

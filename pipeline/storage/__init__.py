@@ -12,8 +12,8 @@ and PostgreSQL. Every error is a :class:`StorageError`.
 
 from __future__ import annotations
 
-from .database import DEFAULT_URL, ENV_VAR, resolve_url
-from .errors import (
+from pipeline.storage.database import DEFAULT_URL, ENV_VAR, resolve_url
+from pipeline.storage.errors import (
     InvalidAcknowledgement,
     InvalidDatabaseUrl,
     SchemaNotReady,
@@ -21,11 +21,11 @@ from .errors import (
     StorageUnavailable,
     UnknownAlert,
 )
-from .funnel import FunnelReport, GroupFunnel, StageFigures
-from .migrate import head_revision, upgrade_database
-from .protocol import GROUP_BY, Acknowledgement, ContactHistory, GroupBy, HistoryStore, StoredAlert
-from .sql_store import SqlHistoryStore
-from .writer import DEFAULT_BATCH_SIZE, HistoryWriter, WriteCounts, write_replay_history
+from pipeline.storage.funnel import FunnelReport, GroupFunnel, StageFigures
+from pipeline.storage.migrate import head_revision, upgrade_database
+from pipeline.storage.protocol import GROUP_BY, Acknowledgement, ContactHistory, GroupBy, HistoryStore, StoredAlert
+from pipeline.storage.sql_store import SqlHistoryStore
+from pipeline.storage.writer import DEFAULT_BATCH_SIZE, HistoryWriter, WriteCounts, write_replay_history
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from .errors import InvalidDatabaseUrl, StorageError, StorageUnavailable
+from pipeline.storage.errors import InvalidDatabaseUrl, StorageError, StorageUnavailable
 
 DEFAULT_URL = "sqlite:///leadflow.db"
 ENV_VAR = "LEADFLOW_DB"

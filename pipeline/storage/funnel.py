@@ -43,9 +43,9 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from ..state_machine.model import Model
-from .protocol import GroupBy
-from .tables import UtcDateTime, alerts, contacts, transitions
+from pipeline.state_machine.model import Model
+from pipeline.storage.protocol import GroupBy
+from pipeline.storage.tables import UtcDateTime, alerts, contacts, transitions
 
 NO_VALUE = "(none)"  # the contact's first touch has no value for this field
 NO_CONTACT = "(no contact row)"  # transitions of a contact whose snapshot is not stored

@@ -14,8 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from .database import open_engine, safe_url, translate_errors
-from .errors import SchemaNotReady
+from pipeline.storage.database import open_engine, safe_url, translate_errors
+from pipeline.storage.errors import SchemaNotReady
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from ..state_machine.records import Alert, ContactSnapshot, Transition
+from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 
 if TYPE_CHECKING:
-    from ..state_machine.model import Model
-    from .funnel import FunnelReport
+    from pipeline.state_machine.model import Model
+    from pipeline.storage.funnel import FunnelReport
 
 GroupBy = Literal["source", "utm_source", "utm_medium", "utm_campaign"]
 GROUP_BY: tuple[GroupBy, ...] = ("source", "utm_source", "utm_medium", "utm_campaign")
@@ -41,7 +41,7 @@ class ContactHistory:
 
     def timeline(self) -> list[Transition | StoredAlert]:
         """Transitions and alerts merged in time order (a transition before the alert it caused)."""
-        from .rows import micros
+        from pipeline.storage.rows import micros
 
         keyed: list[tuple[int, int, int, Transition | StoredAlert]] = [
             (micros(t.occurred_at), 0, i, t) for i, t in enumerate(self.transitions)

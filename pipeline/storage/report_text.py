@@ -6,10 +6,10 @@ from typing import Any
 
 import msgspec
 
-from ..state_machine.records import Transition
-from .funnel import FunnelReport, GroupFunnel
-from .protocol import ContactHistory, StoredAlert
-from .rows import format_time, micros
+from pipeline.state_machine.records import Transition
+from pipeline.storage.funnel import FunnelReport, GroupFunnel
+from pipeline.storage.protocol import ContactHistory, StoredAlert
+from pipeline.storage.rows import format_time, micros
 
 
 def duration(seconds: float | None) -> str:

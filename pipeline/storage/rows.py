@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from ..state_machine.clock import from_datetime, parse_rfc3339, to_rfc3339
-from ..state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
+from pipeline.state_machine.clock import from_datetime, parse_rfc3339, to_rfc3339
+from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

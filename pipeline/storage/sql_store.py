@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..state_machine.model import Model
-from ..state_machine.records import Alert, ContactSnapshot, Transition
-from . import rows
-from .database import open_engine, resolve_url, safe_url, translate_errors
-from .errors import InvalidAcknowledgement, UnknownAlert
-from .funnel import FunnelReport, compute_funnel
-from .migrate import require_current_schema
-from .protocol import Acknowledgement, ContactHistory, GroupBy, StoredAlert
-from .tables import alerts, contacts, transitions
+from pipeline.state_machine.model import Model
+from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
+from pipeline.storage import rows
+from pipeline.storage.database import open_engine, resolve_url, safe_url, translate_errors
+from pipeline.storage.errors import InvalidAcknowledgement, UnknownAlert
+from pipeline.storage.funnel import FunnelReport, compute_funnel
+from pipeline.storage.migrate import require_current_schema
+from pipeline.storage.protocol import Acknowledgement, ContactHistory, GroupBy, StoredAlert
+from pipeline.storage.tables import alerts, contacts, transitions
 
 _UPDATED_COLUMNS = [c.name for c in contacts.columns if c.name != "contact_id"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
-from ..state_machine.records import Alert, ContactSnapshot, Transition
-from .protocol import HistoryStore
-from .sql_store import SqlHistoryStore
+from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
+from pipeline.storage.protocol import HistoryStore
+from pipeline.storage.sql_store import SqlHistoryStore
 
 DEFAULT_BATCH_SIZE = 5000
 _R = TypeVar("_R")

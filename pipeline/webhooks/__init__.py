@@ -10,8 +10,8 @@ Receivers verify requests with :func:`pipeline.webhooks.signature.verify`.
 
 from __future__ import annotations
 
-from .config import EventFilter, RetryPolicy, Subscription, WebhooksConfig, load_config, parse_config
-from .errors import (
+from pipeline.webhooks.config import EventFilter, RetryPolicy, Subscription, WebhooksConfig, load_config, parse_config
+from pipeline.webhooks.errors import (
     ConfigError,
     MalformedSignature,
     SignatureError,
@@ -19,7 +19,7 @@ from .errors import (
     StaleTimestamp,
     WebhookError,
 )
-from .signature import sign, verify
+from pipeline.webhooks.signature import sign, verify
 
 __all__ = [
     "ConfigError",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from .config import RetryPolicy
+from pipeline.webhooks.config import RetryPolicy
 
 
 def backoff_delay(policy: RetryPolicy, failures: int, draw: Callable[[], float] = random.random) -> float:

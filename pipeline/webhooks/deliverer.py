@@ -23,12 +23,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from ..settings import Settings
-from . import metrics, sender
-from .config import Subscription
-from .events import UndeliverableRecord, select
-from .offsets import PartitionProgress
-from .retries import DeadLetterSink, Retrier, Source, SubscriptionStats
+from pipeline.config.settings import Settings
+from pipeline.webhooks import metrics, sender
+from pipeline.webhooks.config import Subscription
+from pipeline.webhooks.events import UndeliverableRecord, select
+from pipeline.webhooks.offsets import PartitionProgress
+from pipeline.webhooks.retries import DeadLetterSink, Retrier, Source, SubscriptionStats
 
 log = logging.getLogger(__name__)
 

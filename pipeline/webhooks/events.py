@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from .config import EventFilter
+from pipeline.webhooks.config import EventFilter
 
 #: ``Leadflow-Event`` header values.
 BECAME_HOT = "lead.became_hot"

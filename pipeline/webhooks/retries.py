@@ -20,12 +20,12 @@ from typing import Protocol
 
 import aiohttp
 
-from . import metrics, sender
-from .backoff import next_delay
-from .config import Subscription
-from .deadletter import RETRIES_EXHAUSTED, UNREADABLE_RECORD
-from .deadletter import encode as encode_deadletter
-from .events import Delivery
+from pipeline.webhooks import metrics, sender
+from pipeline.webhooks.backoff import next_delay
+from pipeline.webhooks.config import Subscription
+from pipeline.webhooks.deadletter import RETRIES_EXHAUSTED, UNREADABLE_RECORD
+from pipeline.webhooks.deadletter import encode as encode_deadletter
+from pipeline.webhooks.events import Delivery
 
 log = logging.getLogger(__name__)
 

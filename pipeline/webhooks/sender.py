@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from . import signature
-from .backoff import parse_retry_after
-from .config import Subscription
-from .events import Delivery
+from pipeline.webhooks import signature
+from pipeline.webhooks.backoff import parse_retry_after
+from pipeline.webhooks.config import Subscription
+from pipeline.webhooks.events import Delivery
 
 USER_AGENT = "Leadflow-Webhooks/1"
 ERROR_EXCERPT = 200  # characters of a failed answer's body kept for the dead letter

@@ -13,12 +13,12 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from ..settings import Settings
-from ..topics import TopicNames
-from ..web import add_service_routes
-from .config import WebhooksConfig
-from .deadletter import TOPIC as DEADLETTER_TOPIC
-from .deliverer import SubscriptionDeliverer
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames
+from pipeline.ops.web import add_service_routes
+from pipeline.webhooks.config import WebhooksConfig
+from pipeline.webhooks.deadletter import TOPIC as DEADLETTER_TOPIC
+from pipeline.webhooks.deliverer import SubscriptionDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def ensure_deadletter_topic(settings: Settings) -> bool:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from ..kafka_tools import RETENTION_MS
+    from pipeline.kafka.tools import RETENTION_MS
 
     topic = deadletter_topic(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-webhooks-admin")

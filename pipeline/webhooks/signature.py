@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import time
 
-from .errors import MalformedSignature, SignatureMismatch, StaleTimestamp
+from pipeline.webhooks.errors import MalformedSignature, SignatureMismatch, StaleTimestamp
 
 HEADER = "Leadflow-Signature"
 SCHEME = "v1"

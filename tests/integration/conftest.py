@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.embedded_broker import EmbeddedBroker
+from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 _counter = itertools.count(1)
 

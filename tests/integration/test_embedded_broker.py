@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipeline.embedded_broker import EmbeddedBroker, EmbeddedBrokerError, free_port
+from pipeline.streaming.embedded_broker import EmbeddedBroker, EmbeddedBrokerError, free_port
 
 pytestmark = pytest.mark.integration
 

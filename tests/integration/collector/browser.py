@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from pipeline.embedded_broker import die_with_parent
+from pipeline.streaming.embedded_broker import die_with_parent
 
 CHROMIUM = os.environ.get("LEADFLOW_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.collector.config import CollectorConfig
-from pipeline.embedded_broker import EmbeddedBroker
-from pipeline.kafka_tools import ensure_topics
-from pipeline.settings import Settings, from_env
+from pipeline.config.settings import Settings, from_env
+from pipeline.kafka.tools import ensure_topics
+from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 from .harness import ALLOWED_ORIGIN, EMAIL_KEY, WEBSITE_KEY, Collector, running_collector
 

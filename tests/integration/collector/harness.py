@@ -23,9 +23,9 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.collector.config import CollectorConfig
-from pipeline.demo import stop_process
-from pipeline.embedded_broker import die_with_parent, free_port
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.devtools.demo import stop_process
+from pipeline.streaming.embedded_broker import die_with_parent, free_port
 
 WEBSITE_KEY = "pk_website_test_0001"
 EMAIL_KEY = "sk_email_test_0002"

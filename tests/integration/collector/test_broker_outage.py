@@ -27,10 +27,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.embedded_broker import EmbeddedBroker
-from pipeline.kafka_tools import ensure_topics
-from pipeline.settings import Settings
-from pipeline.topics import TopicNames
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames
+from pipeline.kafka.tools import ensure_topics
+from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 from .conftest import collector_config, collector_settings
 from .harness import Collector, LiveReader, envelope, read_records, running_collector
@@ -256,7 +256,7 @@ def test_stopped_broker_mid_request_gets_503_and_a_restarted_broker_takes_events
 
 
 def test_collector_started_before_the_broker_answers_503_then_accepts(tmp_path: Path) -> None:
-    from pipeline.embedded_broker import free_port
+    from pipeline.streaming.embedded_broker import free_port
 
     port = free_port()
     settings = collector_settings(f"127.0.0.1:{port}", "late")

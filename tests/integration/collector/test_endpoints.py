@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from pipeline.collector.config import MAX_BODY_BYTES
-from pipeline.topics import TopicNames
+from pipeline.config.topics import TopicNames
 
 from .harness import ALLOWED_ORIGIN, EMAIL_KEY, WEBSITE_KEY, Collector, envelope, read_records
 

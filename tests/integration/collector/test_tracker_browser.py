@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from pipeline.embedded_broker import EmbeddedBroker, free_port
-from pipeline.kafka_tools import ensure_topics
-from pipeline.topics import TopicNames
+from pipeline.config.topics import TopicNames
+from pipeline.kafka.tools import ensure_topics
+from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 from .browser import chromium
 from .conftest import collector_config, collector_settings

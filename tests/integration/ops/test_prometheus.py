@@ -22,8 +22,8 @@ import orjson
 import pytest
 import yaml
 
-from pipeline.embedded_broker import EmbeddedBroker, free_port
 from pipeline.state_machine import builtin_model
+from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 from ...unit.ops.promql import ALERT_RULES, PROMTOOL, dashboard_expressions, metric_names
 from ..streaming.harness import Pipeline

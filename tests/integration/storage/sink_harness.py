@@ -25,11 +25,11 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from pipeline.embedded_broker import free_port
-from pipeline.replay import read_lines, replay
-from pipeline.settings import Settings, from_env
+from pipeline.config.settings import Settings, from_env
+from pipeline.offline.replay import read_lines, replay
 from pipeline.state_machine import builtin_model
 from pipeline.state_machine.clock import parse_rfc3339
+from pipeline.streaming.embedded_broker import free_port
 
 SAMPLE = Path(__file__).parents[3] / "samples" / "journeys.jsonl"
 UNTIL = parse_rfc3339("2026-11-01T00:00:00Z")  # the sample's cooling fires up to here

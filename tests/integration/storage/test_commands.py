@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.state_machine import builtin_model
 from pipeline.storage import SqlHistoryStore
 from pipeline.storage.tables import alerts

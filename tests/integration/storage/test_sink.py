@@ -11,12 +11,13 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, select
 
-from pipeline.embedded_broker import EmbeddedBroker
-from pipeline.kafka_tools import ensure_topics, read_topic
+from pipeline.config.topics import TopicNames
+from pipeline.kafka.tools import ensure_topics
 from pipeline.storage import HistoryWriter, upgrade_database
 from pipeline.storage.database import driver_url
 from pipeline.storage.tables import alerts, contacts, transitions
-from pipeline.topics import TopicNames
+from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.kafka import read_topic
 
 from .sink_harness import PrivatePostgres, publish, sample_outputs, sink_process, sink_settings
 

@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.demo import free_port, stop_process, wait_ready, worker_process
-from pipeline.kafka_tools import ensure_topics, produce_lines, read_topic
-from pipeline.settings import Settings, from_env
+from pipeline.config.settings import Settings, from_env
+from pipeline.config.topics import CONTACTS_TABLE, TopicNames
+from pipeline.devtools.demo import free_port, stop_process, wait_ready, worker_process
+from pipeline.kafka.tools import ensure_topics, produce_lines
 from pipeline.state_machine import ContactState, decode_state
-from pipeline.topics import CONTACTS_TABLE, TopicNames
+from tests.support.kafka import read_topic
 
 
 class Pipeline:

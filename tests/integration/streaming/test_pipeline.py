@@ -19,11 +19,11 @@ import orjson
 import pytest
 
 from pipeline.contracts import decode_event
-from pipeline.embedded_broker import EmbeddedBroker
-from pipeline.kafka_tools import publish_sweep
-from pipeline.replay import replay
+from pipeline.kafka.tools import publish_sweep
+from pipeline.offline.replay import replay
 from pipeline.state_machine import ContactState, Event, builtin_model, decode_state, snapshot
 from pipeline.state_machine.clock import parse_rfc3339
+from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 from .harness import Pipeline, by_id, per_contact
 

@@ -28,14 +28,15 @@ import msgspec
 from aiohttp import web
 from kafka import KafkaProducer
 
-from pipeline.demo import stop_process, wait_ready
-from pipeline.embedded_broker import die_with_parent, free_port
-from pipeline.kafka_tools import ensure_topics, read_topic
-from pipeline.settings import Settings, from_env
+from pipeline.config.settings import Settings, from_env
+from pipeline.config.topics import TopicNames
+from pipeline.devtools.demo import stop_process, wait_ready
+from pipeline.kafka.tools import ensure_topics
 from pipeline.state_machine import Alert, AlertReason, FirstTouch, Transition
-from pipeline.topics import TopicNames
+from pipeline.streaming.embedded_broker import die_with_parent, free_port
 from pipeline.webhooks.service import deadletter_topic, ensure_deadletter_topic
 from pipeline.webhooks.signature import verify
+from tests.support.kafka import read_topic
 
 SECRET = "whsec_test_0123456789abcdef"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedded_broker import EmbeddedBroker, free_port
+from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 from pipeline.webhooks.events import BECAME_HOT, STAGE_CHANGED
 
 from .harness import SECRET, Receiver, Setup, alert, record_id, transition, wait_until

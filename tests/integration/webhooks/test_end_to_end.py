@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedded_broker import EmbeddedBroker
+from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 from ..streaming.harness import Pipeline
 from .harness import SECRET, Receiver, Setup, wait_until

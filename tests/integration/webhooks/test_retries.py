@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from pipeline.embedded_broker import free_port
+from pipeline.streaming.embedded_broker import free_port
 from pipeline.webhooks import sender
 from pipeline.webhooks.config import EventFilter, RetryPolicy, Subscription
 from pipeline.webhooks.events import BECAME_HOT, Delivery

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 
 def test_bad_configuration_exits_2_before_listening(monkeypatch: pytest.MonkeyPatch,

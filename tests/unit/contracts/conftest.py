@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.contracts.schema_files import schema_validator
 from pipeline.state_machine.clock import parse_rfc3339
+from tests.support.schema_files import schema_validator
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "contracts"
 

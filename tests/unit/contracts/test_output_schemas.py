@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.contracts.schema_files import SCHEMA_NAMES, load_schema
 from pipeline.state_machine.records import Alert, AlertReason, FirstTouch, Transition
+from tests.support.schema_files import SCHEMA_NAMES, load_schema
 
 from .conftest import RECEIVED_AT
 
@@ -34,7 +34,7 @@ def test_every_schema_file_is_a_valid_draft_2020_12_schema_with_examples() -> No
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_schema_examples_are_valid(name: str) -> None:
-    from pipeline.contracts.schema_files import schema_validator
+    from tests.support.schema_files import schema_validator
 
     validator = schema_validator(name)
     for example in load_schema(name)["examples"]:
@@ -67,7 +67,7 @@ def test_an_alert_is_valid_and_at_most_five_reasons(validators: dict[str, Any]) 
 
 def test_replaying_the_sample_writes_only_valid_records(validators: dict[str, Any]) -> None:
     """The real engine's output over the shipped sample (its broken lines included)."""
-    from pipeline.replay import read_lines, replay
+    from pipeline.offline.replay import read_lines, replay
     from pipeline.state_machine import builtin_model
 
     outputs = {"transition": io.BytesIO(), "alert": io.BytesIO(), "deadletter": io.BytesIO(), "contact": io.BytesIO()}

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from pipeline.contracts import TIMESTAMP_PATTERN, DeadLetter, decode_event, parse_timestamp, validate_envelope
 from pipeline.contracts.fastpath import fast_event
 from pipeline.contracts.rules import ENVELOPE_FIELDS, TYPE_RULES, UTM_PROPERTIES
-from pipeline.contracts.schema_files import load_schema
 from pipeline.state_machine.clock import parse_rfc3339
 from pipeline.state_machine.events import EVENT_TYPES, Event
+from tests.support.schema_files import load_schema
 
 FAR_FUTURE = parse_rfc3339("9999-12-31T23:59:59Z")  # no fixture is ever "in the future"
 
@@ -128,7 +128,7 @@ def envelopes(draw: st.DrawFn) -> tuple[str | None, dict[str, Any]]:
 @given(envelopes())
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_code_accepts_exactly_what_the_schema_accepts(case: tuple[str | None, dict[str, Any]]) -> None:
-    from pipeline.contracts.schema_files import schema_validator
+    from tests.support.schema_files import schema_validator
 
     family, document = case
     validator = _validators.get(family) or _validators.setdefault(

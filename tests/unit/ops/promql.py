@@ -55,7 +55,7 @@ def metric_names(expr: str) -> set[str]:
 def exported_names() -> set[str]:
     """Every series name the Leadflow processes can export (default registry, suffixes expanded)."""
     # Each process's metrics register with the default registry when their module is imported.
-    for module in ("pipeline.metrics", "pipeline.collector.metrics", "pipeline.webhooks.metrics"):
+    for module in ("pipeline.ops.metrics", "pipeline.collector.metrics", "pipeline.webhooks.metrics"):
         importlib.import_module(module)
 
     names: set[str] = set()

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
-from pipeline import metrics
-from pipeline.metrics import BatchHistogram
+from pipeline.ops import metrics
+from pipeline.ops.metrics import BatchHistogram
 
 from .promql import exported_names
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from pipeline import metrics
+from pipeline.config.settings import from_env
+from pipeline.config.topics import partition_for
 from pipeline.consumers import wire
 from pipeline.consumers.contacts import ContactRuntime
 from pipeline.contracts import decode_event
-from pipeline.settings import from_env
+from pipeline.ops import metrics
 from pipeline.state_machine import ContactState, Event, builtin_model
-from pipeline.topics import partition_for
 
 SAMPLE = Path(__file__).resolve().parents[3] / "samples" / "journeys.jsonl"
 PARTITIONS = 4

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.cli.storage import parse_bound
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 from pipeline.storage import InvalidDatabaseUrl, resolve_url
-from pipeline.storage.commands import parse_bound
 from pipeline.storage.database import driver_url, open_engine, safe_url
 from pipeline.storage.funnel import FunnelReport, GroupFunnel, StageFigures
 from pipeline.storage.report_html import funnel_svg, render_html

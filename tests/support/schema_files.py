@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .errors import SchemaFileError
+from pipeline.contracts.errors import SchemaFileError
 
 #: Where the schema files are.
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from faust.worker import Worker as FaustWorker
 
-from .app import build_worker
-from .settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.streaming.app import build_worker
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:

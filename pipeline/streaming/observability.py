@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from . import metrics
-from .settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.ops import metrics
 
 if TYPE_CHECKING:
-    from .app import Worker
+    from pipeline.streaming.app import Worker
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from .settings import Settings
-from .state_machine import SOURCES
-from .topics import TopicNames
+from pipeline.config.settings import Settings
+from pipeline.config.topics import TopicNames
+from pipeline.state_machine import SOURCES
 
 DAY_MS = 86_400_000
 #: Retention by topic role (Apache Kafka; the embedded broker keeps everything in memory).
@@ -142,7 +142,7 @@ def produce_lines(
 def publish_sweep(settings: Settings, until: int) -> int:
     """Ask the owner of every internal partition to fire the cooling due by ``until``
     (microseconds); returns the number of partitions told."""
-    from .consumers.wire import SweepTick, encode
+    from pipeline.consumers.wire import SweepTick, encode
 
     topic = TopicNames.of(settings).contact_events
     producer = KafkaProducer(
@@ -218,44 +218,6 @@ def tail(
     finally:
         consumer.close()
     return count
-
-
-def read_topic(topic: str, settings: Settings, timeout: float = 30.0, quiet_ms: int = 300) -> list[bytes]:
-    """Every record value of ``topic``, partition by partition in offset order (for tests and
-    debugging): reads past the reported end offsets until a fetch brings nothing for
-    ``quiet_ms`` (some brokers under-report the end after multi-record batches)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"],
-    )
-    try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        assignment = [TopicPartition(topic, p) for p in partitions]
-        if not assignment:
-            return []
-        consumer.assign(assignment)
-        consumer.seek_to_beginning(*assignment)
-        end = consumer.end_offsets(assignment)
-        values: dict[int, list[bytes]] = {p: [] for p in partitions}
-        deadline = time.monotonic() + timeout
-        quiet_since = time.monotonic()
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: still receiving after {timeout}s")
-            batch = consumer.poll(timeout_ms=100)
-            for tp, records in batch.items():
-                values[tp.partition].extend(record.value for record in records)
-            if batch:
-                quiet_since = time.monotonic()
-            elif all(consumer.position(tp) >= end[tp] for tp in assignment) and (
-                time.monotonic() - quiet_since
-            ) * 1000 >= quiet_ms:
-                break
-        return [value for p in partitions for value in values[p]]
-    finally:
-        consumer.close()
 
 
 def print_record(value: bytes, out: IO[str] = sys.stdout) -> None:

@@ -14,10 +14,10 @@ EXIT_USAGE = 2
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
-    from ..cli import CliError  # imported late: pipeline.cli imports this module
-    from ..settings import SettingsError, from_env
-    from .app import run_collector
-    from .config import CollectorConfigError, config_from_env
+    from pipeline.cli.main import CliError  # imported late: pipeline.cli imports this module
+    from pipeline.collector.app import run_collector
+    from pipeline.collector.config import CollectorConfigError, config_from_env
+    from pipeline.config.settings import SettingsError, from_env
 
     overrides: dict[str, Any] = {}
     if args.kafka:

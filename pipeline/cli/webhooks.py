@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 
-from .config import ENV_VAR, load_config
-from .errors import ConfigError
+from pipeline.webhooks.config import ENV_VAR, load_config
+from pipeline.webhooks.errors import ConfigError
 
 PORT_ENV_VAR = "LEADFLOW_WEBHOOKS_WEB_PORT"
 DEFAULT_PORT = 6068
@@ -23,13 +23,13 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int) -> Exception:
-    from ..cli import CliError  # imported late: pipeline.cli imports this module
+    from pipeline.cli.main import CliError  # imported late: pipeline.cli imports this module
 
     return CliError(message, code)
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from ..cli import _model, _settings
+    from pipeline.cli.main import _model, _settings
 
     path = args.config or os.environ.get(ENV_VAR)
     if not path:
@@ -65,10 +65,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    from .service import ensure_deadletter_topic, serve
+    from pipeline.webhooks.service import ensure_deadletter_topic, serve
 
     if not args.no_create_topics:
-        from ..kafka_tools import ensure_topics
+        from pipeline.kafka.tools import ensure_topics
 
         try:
             created = ensure_topics(settings)
@@ -83,7 +83,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ..cli import _kafka_options
+    from pipeline.cli.main import _kafka_options
 
     p = sub.add_parser("webhooks", help="deliver alerts and transitions to sales tools' webhooks (its own process)")
     _kafka_options(p)

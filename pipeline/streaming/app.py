@@ -20,15 +20,15 @@ from aiokafka import AIOKafkaProducer
 from faust.serializers import codecs
 from faust.streams import _current_event
 
-from . import observability
-from .consumers.contacts import ContactRuntime
-from .consumers.ingest import SourceConsumer
-from .consumers.wire import SweepTick, encode
-from .faust_tuning import LeadflowTransport
-from .settings import Settings
-from .state_machine import SOURCES, Model, decode_state, encode_state, resolve_model
-from .state_machine.state import ContactState
-from .topics import CONTACTS_TABLE, TopicNames
+from pipeline.config.settings import Settings
+from pipeline.config.topics import CONTACTS_TABLE, TopicNames
+from pipeline.consumers.contacts import ContactRuntime
+from pipeline.consumers.ingest import SourceConsumer
+from pipeline.consumers.wire import SweepTick, encode
+from pipeline.state_machine import SOURCES, Model, decode_state, encode_state, resolve_model
+from pipeline.state_machine.state import ContactState
+from pipeline.streaming import observability
+from pipeline.streaming.faust_tuning import LeadflowTransport
 
 log = logging.getLogger("leadflow")
 

@@ -15,18 +15,18 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .database import ENV_VAR, resolve_url, safe_url
-from .errors import (
+from pipeline.storage.database import ENV_VAR, resolve_url, safe_url
+from pipeline.storage.errors import (
     InvalidAcknowledgement,
     InvalidDatabaseUrl,
     SchemaNotReady,
     StorageError,
     UnknownAlert,
 )
-from .protocol import GROUP_BY
+from pipeline.storage.protocol import GROUP_BY
 
 if TYPE_CHECKING:
-    from .sql_store import SqlHistoryStore
+    from pipeline.storage.sql_store import SqlHistoryStore
 
 EXIT_NOT_FOUND = 1
 EXIT_IO = 1
@@ -34,7 +34,7 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int) -> Exception:
-    from ..cli import CliError  # imported late: pipeline.cli imports this module
+    from pipeline.cli.main import CliError  # imported late: pipeline.cli imports this module
 
     return CliError(message, code)
 
@@ -66,13 +66,13 @@ def parse_bound(text: str, *, end: bool) -> datetime:
 
 
 def _open_store(args: argparse.Namespace) -> SqlHistoryStore:
-    from .sql_store import SqlHistoryStore
+    from pipeline.storage.sql_store import SqlHistoryStore
 
     return SqlHistoryStore(args.db)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .migrate import upgrade_database
+    from pipeline.storage.migrate import upgrade_database
 
     url = resolve_url(args.db)
     try:
@@ -87,7 +87,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_contact(args: argparse.Namespace) -> int:
-    from .report_text import contact_as_dict, format_contact
+    from pipeline.storage.report_text import contact_as_dict, format_contact
 
     try:
         with _open_store(args) as store:
@@ -108,9 +108,9 @@ def cmd_contact(args: argparse.Namespace) -> int:
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:
-    from ..state_machine import LifecycleError, resolve_model
-    from .report_html import render_html
-    from .report_text import format_funnel, funnel_as_dict
+    from pipeline.state_machine import LifecycleError, resolve_model
+    from pipeline.storage.report_html import render_html
+    from pipeline.storage.report_text import format_funnel, funnel_as_dict
 
     try:
         model = resolve_model(args.model)

@@ -14,12 +14,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .collector import commands as collector_commands
-from .settings import Settings, SettingsError, from_env
-from .state_machine import LifecycleError, Model, resolve_model
-from .state_machine.clock import parse_rfc3339, to_rfc3339
-from .storage import commands as storage_commands
-from .webhooks import commands as webhooks_commands
+from pipeline.cli import collector as collector_commands
+from pipeline.cli import storage as storage_commands
+from pipeline.cli import webhooks as webhooks_commands
+from pipeline.config.settings import Settings, SettingsError, from_env
+from pipeline.state_machine import LifecycleError, Model, resolve_model
+from pipeline.state_machine.clock import parse_rfc3339, to_rfc3339
 
 EXIT_IO = 1
 EXIT_USAGE = 2
@@ -52,7 +52,7 @@ def _rfc3339(text: str) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import ReplayStats, format_summary, replay_files
+    from pipeline.offline.replay import ReplayStats, format_summary, replay_files
 
     model = _model(args.model)
     interactive = sys.stderr.isatty()
@@ -90,8 +90,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _history_writer(url: str) -> Any:
     """The batched writer of ``replay --db``; storage errors become CLI errors naming the database."""
-    from .storage import HistoryWriter, StorageError
-    from .storage.commands import storage_failure
+    from pipeline.cli.storage import storage_failure
+    from pipeline.storage import HistoryWriter, StorageError
 
     try:
         return HistoryWriter(url)
@@ -100,8 +100,8 @@ def _history_writer(url: str) -> Any:
 
 
 def _replay(args: argparse.Namespace, model: Any, replay_files: Any, progress: Any, history: Any) -> Any:
-    from .storage import StorageError
-    from .storage.commands import storage_failure
+    from pipeline.cli.storage import storage_failure
+    from pipeline.storage import StorageError
 
     try:
         return replay_files(
@@ -132,14 +132,14 @@ def cmd_model_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_model_diagram(args: argparse.Namespace) -> int:
-    from .state_machine.diagram import mermaid
+    from pipeline.state_machine.diagram import mermaid
 
     print(mermaid(_model(args.file)), end="")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .simulator import simulate, with_faults
+    from pipeline.devtools.simulator import simulate, with_faults
 
     lines = with_faults(simulate(contacts=args.contacts, seed=args.seed), seed=args.seed)
     data = b"\n".join(lines) + b"\n"
@@ -172,8 +172,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .kafka_tools import ensure_topics
-    from .worker import run_worker
+    from pipeline.kafka.tools import ensure_topics
+    from pipeline.streaming.worker import run_worker
 
     settings = _settings(args)
     _model(settings.model)  # fail fast on a bad model, before connecting anywhere
@@ -188,7 +188,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from .kafka_tools import ProduceReport, numbered_lines, produce_lines
+    from pipeline.kafka.tools import ProduceReport, numbered_lines, produce_lines
 
     settings = _settings(args)
 
@@ -216,8 +216,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from .kafka_tools import print_record, tail
-    from .topics import TopicNames
+    from pipeline.config.topics import TopicNames
+    from pipeline.kafka.tools import print_record, tail
 
     settings = _settings(args)
     topic = TopicNames.of(settings).outputs[args.what]
@@ -234,9 +234,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from .consumers.sink import serve
-    from .storage import SchemaNotReady, StorageError
-    from .storage.commands import storage_failure
+    from pipeline.cli.storage import storage_failure
+    from pipeline.consumers.sink import serve
+    from pipeline.storage import SchemaNotReady, StorageError
 
     overrides: dict[str, Any] = {}
     if args.web_port is not None:
@@ -258,7 +258,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from .kafka_tools import ensure_topics
+    from pipeline.kafka.tools import ensure_topics
 
     settings = _settings(args)
     try:
@@ -270,7 +270,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .kafka_tools import publish_sweep
+    from pipeline.kafka.tools import publish_sweep
 
     settings = _settings(args)
     try:
@@ -282,7 +282,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from pipeline.devtools.demo import run_demo
 
     return run_demo(args)
 

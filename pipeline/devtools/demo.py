@@ -32,11 +32,11 @@ from typing import Any
 
 import orjson
 
-from .embedded_broker import die_with_parent, free_port
-from .kafka_tools import ensure_topics, produce_lines, publish_sweep, tail
-from .settings import Settings, from_env
-from .simulator import simulate, with_faults
-from .topics import TopicNames
+from pipeline.config.settings import Settings, from_env
+from pipeline.config.topics import TopicNames
+from pipeline.devtools.simulator import simulate, with_faults
+from pipeline.kafka.tools import ensure_topics, produce_lines, publish_sweep, tail
+from pipeline.streaming.embedded_broker import die_with_parent, free_port
 
 READY_TIMEOUT = 90.0
 _COLORS = {"advance": "\033[32m", "regress": "\033[36m", "hot": "\033[1;31m", "dead": "\033[33m", "end": "\033[0m"}
@@ -157,7 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.kafka:
             settings = from_env(bootstrap=args.kafka)
         else:
-            from .embedded_broker import EmbeddedBroker
+            from pipeline.streaming.embedded_broker import EmbeddedBroker
 
             broker = stack.enter_context(EmbeddedBroker(log_dir=workdir))
             print(f"embedded broker (Tansu) on {broker.bootstrap}", flush=True)

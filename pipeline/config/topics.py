@@ -11,8 +11,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from .settings import Settings
-from .state_machine import SOURCES
+from pipeline.config.settings import Settings
+from pipeline.state_machine import SOURCES
 
 INPUT_TOPICS: dict[str, str] = {source: f"events.{source}" for source in SOURCES}
 TRANSITIONS = "lead.transitions"

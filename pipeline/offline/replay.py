@@ -18,10 +18,10 @@ from typing import IO, Any, Protocol
 
 import msgspec
 
-from .contracts import decode_event
-from .state_machine import ContactState, Event, Model, snapshot
-from .state_machine.processor import LifecycleProcessor, Outcome
-from .state_machine.records import Alert, ContactSnapshot, Transition
+from pipeline.contracts import decode_event
+from pipeline.state_machine import ContactState, Event, Model, snapshot
+from pipeline.state_machine.processor import LifecycleProcessor, Outcome
+from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 
 _encode = msgspec.json.Encoder().encode
 
