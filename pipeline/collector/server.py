@@ -6,7 +6,7 @@
 requests in flight → 400 unreadable body → per-event validation → publish and wait for the
 broker's acknowledgement → **202** (at least one event accepted) or 400 (none valid), or 503 with
 ``Retry-After`` if the broker did not acknowledge. Also ``OPTIONS`` (CORS preflight),
-``GET /v1/tracker.js``, ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`.endpoints`).
+``GET /v1/tracker.js``, ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`pipeline.ops.web`).
 """
 
 from __future__ import annotations

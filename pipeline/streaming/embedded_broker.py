@@ -12,7 +12,8 @@ Usage::
         broker.create_topics(["events", "alerts"], partitions=4)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
 
-What Tansu 0.6 does that matters here (measured; see ``docs/tansu-notes.md``):
+What Tansu 0.6 does that matters here (measured here; the broker profile in :mod:`pipeline.config`
+holds the client settings that follow from it):
 
 * It is listening within about 10–40 ms of ``exec``; it prints ``ready in <n>ms`` only once its
   listener is bound. A port already in use makes it exit with status **0** and ``AddrInUse`` in
