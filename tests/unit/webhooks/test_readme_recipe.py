@@ -1,4 +1,4 @@
-"""The README's verification recipe for sales tools works against the real signer."""
+"""The verification recipe for sales tools in docs/webhooks.md works against the real signer."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 
 from pipeline.webhooks.signature import sign
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+RECIPE_PAGE = Path(__file__).resolve().parents[3] / "docs" / "webhooks.md"
 SECRET = "whsec_0123456789abcdef"
 BODY = b'{"alert_id":"9a7c1e52-4b3d-5e6f-a1b2-c3d4e5f60718","type":"became_hot"}'
 
 
 @pytest.fixture(scope="module")
 def verify_leadflow() -> Callable[[str, bytes, str | None], bool]:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", RECIPE_PAGE.read_text(encoding="utf-8"), flags=re.S)
     (recipe,) = [block for block in blocks if "def verify_leadflow" in block]
     namespace: dict[str, Any] = {}
-    exec(compile(recipe, "README.md recipe", "exec"), namespace)
+    exec(compile(recipe, "docs/webhooks.md recipe", "exec"), namespace)
     function: Callable[[str, bytes, str | None], bool] = namespace["verify_leadflow"]
     return function
 
