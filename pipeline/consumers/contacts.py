@@ -1,23 +1,22 @@
 """The contact processor: owns contact state per partition and runs the lifecycle engine.
 
 It consumes the internal ``contact-events`` topic in batches (``take_events``), so the stream
-processor's per-message cost is paid per batch. For each partition in a batch it:
+processor's per-message cost is paid per batch. :meth:`ContactRuntime.process` runs a batch in
+named steps: :func:`~pipeline.consumers.wire.decode_batch` groups it by partition; for each
+partition, :func:`order_by_event_time` sorts its events (a contact's events that arrive within
+the reorder window are applied in event-time order), :meth:`~ContactRuntime.apply_event` applies
+each with the same :class:`LifecycleProcessor` the offline replay uses, counting duplicates and
+late events (:func:`lateness`: applied anyway, never dropped), :meth:`~ContactRuntime.fire_due`
+fires the cooling a sweep tick says is due (the only way a contact moves without its own events),
+:func:`collect_outputs` gathers the outputs, :meth:`~ContactRuntime.publish` sends transitions,
+alerts and referral credit routed to the referrer's partition; then
+:meth:`~ContactRuntime.stage_writes` hands the changed states (once per contact) to the batch's
+unit of work (:class:`BatchUnit`), whose commit waits for the outputs' acks before it writes the
+states and their changelog records and waits for those acks.
 
-1. sorts the batch's events by (occurred_at, event_id): a contact's events from different input
-   topics that arrive within the reorder window are applied in event-time order; one that arrives
-   later than that is still applied (never dropped) and counted as ``late``;
-2. applies them with the same :class:`LifecycleProcessor` the offline replay uses: a contact's
-   deadlines <= t fire before its event at t; referral credit for a referrer in another partition
-   is routed there;
-3. fires the cooling that a sweep tick says is due for every contact of the partition (the only
-   way one contact's time-driven moves happen without its own events, so a contact's result never
-   depends on how other contacts' events were interleaved with its own);
-4. publishes transitions, alerts and routed referral credits and waits for the broker's acks;
-5. only then writes the changed contact states to the table (changelog), once per contact.
-
-Faust acknowledges the batch after this returns, and commits offsets only after flushing the
-producer: a crash anywhere repeats work (same ids, same content) but never loses it, and the
-per-contact de-duplication memory makes a repeated event a no-op.
+Faust acknowledges the batch only after this returns, and then commits its offsets: a crash
+anywhere repeats work (same ids, same content) but never loses it, and the per-contact
+de-duplication memory makes a repeated event a no-op.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import time
 from collections import Counter as CounterType
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -43,6 +42,11 @@ log = logging.getLogger(__name__)
 
 _encode_json = msgspec.json.Encoder().encode
 Send = Callable[..., Awaitable[Awaitable[Any]]]
+WriteStates = Callable[[int, dict[str, ContactState]], Awaitable[None]]
+
+
+def _no_bind(partition: int) -> None:
+    pass
 
 
 class StagedStates(MutableMapping[str, ContactState]):
@@ -150,8 +154,21 @@ class PartitionRuntime:
         )
 
 
+class BatchUnit(Protocol):
+    """What the processor needs from the unit of work a batch runs in: outputs acknowledged before
+    any state is written, states durable before :meth:`commit` returns (the streaming worker's is
+    :class:`pipeline.streaming.unit_of_work.UnitOfWork`)."""
+
+    def bind(self, partition: int) -> None: ...
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None: ...
+    async def outputs_acknowledged(self) -> None: ...
+    def stage(self, partition: int, states: dict[str, ContactState]) -> None: ...
+    async def commit(self) -> None: ...
+
+
 class ContactRuntime:
-    """Runs the engine for the partitions this worker owns; the Faust agent calls :meth:`handle`."""
+    """Runs the engine for the partitions this worker owns; the Faust agent calls :meth:`process`
+    with each batch and its unit of work."""
 
     def __init__(
         self,
@@ -185,119 +202,156 @@ class ContactRuntime:
             self.partitions.pop(partition, None)
 
     async def handle(
-        self,
-        messages: Sequence[tuple[int, bytes]],
-        write: Callable[[int, dict[str, ContactState]], Awaitable[None]],
-        bind: Callable[[int], None] = lambda partition: None,
+        self, messages: Sequence[tuple[int, bytes]], write: WriteStates, bind: Callable[[int], None] = _no_bind
     ) -> None:
-        """Process one batch of internal messages ``(partition, value)``; ``write`` stores a
-        partition's changed states and returns once they are durable (called after the outputs
-        are acknowledged); ``bind`` is called before a partition's states are read (a store that
-        keeps one database per partition finds the partition from it)."""
-        grouped: dict[int, tuple[list[Event], list[int]]] = {}
-        received: list[tuple[int, int]] = []  # (received_at, events) of each input batch: for the latency
-        counts, measure = self.counts, self.settings.metrics
+        """:meth:`process` for in-process callers (tests, benchmarks): outputs go to ``send``,
+        ``write`` stores a partition's changed states and returns once they are durable (called
+        after the outputs are acknowledged); ``bind`` is called before a partition's states are
+        read or written."""
+        await self.process(messages, CallbackUnit(self.send, write, bind))
+
+    async def process(self, messages: Sequence[tuple[int, bytes]], unit: BatchUnit) -> None:
+        """Process one batch of internal messages ``(partition, value)`` in ``unit``; returns once
+        the unit committed (outputs, then states, acknowledged)."""
+        batch = wire.decode_batch(messages)
+        counts = self.counts
         before = (counts.applied, counts.duplicates, counts.late)
-        for partition, value in messages:
-            try:
-                message = wire.decode(value)
-            except msgspec.DecodeError:
-                log.error("partition %d: undecodable internal message skipped (%d bytes)", partition, len(value))
-                continue
-            events, ticks = grouped.setdefault(partition, ([], []))
-            if isinstance(message, wire.ContactBatch):
-                events.extend(message.events)
-                if message.received_at:
-                    received.append((message.received_at, len(message.events)))
-            else:
-                ticks.append(message.clock)
-        pending: list[Awaitable[Any]] = []
-        for partition, (events, ticks) in grouped.items():
-            bind(partition)
+        for partition, inputs in batch.partitions.items():
+            unit.bind(partition)
             runtime = self.runtime(partition)
-            outcome = self._process(runtime, events, ticks)
-            pending.extend(await self._publish(outcome))
+            outcome = self.apply(runtime, inputs)
+            await self.publish(outcome, unit)
             if self.settings.contact_snapshots:
-                pending.extend(await self._publish_snapshots(runtime.states.staged.values()))
-        if pending:
-            await asyncio.gather(*pending)
-        if measure:
-            published = time.time_ns() // 1000
+                await self.publish_snapshots(runtime.states.staged.values(), unit)
+        await unit.outputs_acknowledged()
+        if self.settings.metrics:
             metrics.count_processor_batch(
-                published, received, [events for events, _ in grouped.values()],
+                time.time_ns() // 1000, batch.received, [inputs.events for inputs in batch.partitions.values()],
                 counts.applied - before[0], counts.duplicates - before[1], counts.late - before[2],
             )
-        for partition in grouped:
-            staged = self.partitions[partition].states.take_staged()
-            if staged:
-                bind(partition)
-                await write(partition, staged)
-        self.counts.batches += 1
+        self.stage_writes(batch.partitions, unit)
+        await unit.commit()
+        counts.batches += 1
 
-    def _process(self, runtime: PartitionRuntime, events: list[Event], ticks: list[int]) -> Outcome:
-        processor = runtime.processor
+    def apply(self, runtime: PartitionRuntime, inputs: wire.PartitionInput) -> Outcome:
+        """A partition's events in event-time order, then the cooling its sweep ticks say is due."""
         total = Outcome()
-        counts = self.counts
-        events.sort(key=_event_order)
-        states = runtime.states
-        for event in events:
-            known = states.get(event.contact)
-            outcome = processor.apply(event)
-            if outcome.duplicate:
-                counts.duplicates += 1
-                continue
-            if known is not None and event.occurred_at < known.clock:
-                counts.late += 1  # older than what this contact already went through: applied late
-                log.warning(
-                    "late event %s (%s) for %s: occurred %d µs before the contact's clock",
-                    event.event_id, event.event_type, event.contact, known.clock - event.occurred_at,
-                )
-            if event.event_type != REFERRAL_CONVERTED:
-                counts.applied += 1
-            total.transitions.extend(outcome.transitions)
-            total.alerts.extend(outcome.alerts)
-            total.referrals_applied += outcome.referrals_applied
-            total.routed.extend(outcome.routed)
-        if ticks:
-            due, started = runtime.deadlines.fired, time.perf_counter()
-            processor.advance_to(max(ticks), total)
-            if self.settings.metrics:
-                metrics.count_sweep(time.perf_counter() - started, runtime.deadlines.fired - due)
+        for event in order_by_event_time(inputs.events):
+            self.apply_event(runtime, event, total)
+        if inputs.ticks:
+            self.fire_due(runtime, max(inputs.ticks), total)
         return total
 
-    async def _publish(self, outcome: Outcome) -> list[Awaitable[Any]]:
-        futures: list[Awaitable[Any]] = []
+    def apply_event(self, runtime: PartitionRuntime, event: Event, total: Outcome) -> None:
+        """Apply one event, counting it (applied, duplicate, late) and collecting its outputs."""
+        known = runtime.states.get(event.contact)
+        outcome = runtime.processor.apply(event)
+        counts = self.counts
+        if outcome.duplicate:
+            counts.duplicates += 1
+            return
+        late_by = lateness(event, known)
+        if late_by:
+            counts.late += 1
+            log.warning(
+                "late event %s (%s) for %s: occurred %d µs before the contact's clock",
+                event.event_id, event.event_type, event.contact, late_by,
+            )
+        if event.event_type != REFERRAL_CONVERTED:
+            counts.applied += 1
+        collect_outputs(total, outcome)
+
+    def fire_due(self, runtime: PartitionRuntime, clock: int, total: Outcome) -> None:
+        """Fire every deadline of the partition <= ``clock`` (a sweep tick), into ``total``."""
+        due, started = runtime.deadlines.fired, time.perf_counter()
+        runtime.processor.advance_to(clock, total)
+        if self.settings.metrics:
+            metrics.count_sweep(time.perf_counter() - started, runtime.deadlines.fired - due)
+
+    async def publish(self, outcome: Outcome, unit: BatchUnit) -> None:
+        """Transitions, alerts and routed referral credit (to the partition owning the referrer)."""
+        topics, counts = self.topics, self.counts
         moves: dict[tuple[str, str, str, str], int] = {}  # this batch's transitions by (kind, from, to, direction)
         for transition in outcome.transitions:
             key = (transition.kind, transition.from_, transition.to, transition.direction)
             moves[key] = moves.get(key, 0) + 1
-            futures.append(
-                await self.send(self.topics.transitions, transition.contact_id.encode(), _encode_json(transition))
-            )
-        transitions = self.counts.transitions
+            await unit.send(topics.transitions, transition.contact_id.encode(), _encode_json(transition))
         for key, n in moves.items():
-            transitions[key] = transitions.get(key, 0) + n
+            counts.transitions[key] = counts.transitions.get(key, 0) + n
         if self.settings.metrics and (moves or outcome.alerts):
             metrics.count_outputs(moves, [alert.type for alert in outcome.alerts])
         for alert in outcome.alerts:
-            futures.append(await self.send(self.topics.alerts, alert.contact_id.encode(), _encode_json(alert)))
-        self.counts.alerts += len(outcome.alerts)
-        for credit in outcome.routed:  # referral credit, to the partition that owns the referrer
+            await unit.send(topics.alerts, alert.contact_id.encode(), _encode_json(alert))
+        counts.alerts += len(outcome.alerts)
+        for credit in outcome.routed:
             data = wire.encode(wire.ContactBatch([credit]))
-            partition = partition_for(credit.contact, self.settings.partitions)
-            futures.append(await self.send(self.topics.contact_events, None, data, partition=partition))
-        self.counts.referral_credits_routed += len(outcome.routed)
-        return futures
+            await unit.send(topics.contact_events, None, data, partition_for(credit.contact, self.settings.partitions))
+        counts.referral_credits_routed += len(outcome.routed)
 
-
-    async def _publish_snapshots(self, states: Iterable[ContactState]) -> list[Awaitable[Any]]:
+    async def publish_snapshots(self, states: Iterable[ContactState], unit: BatchUnit) -> None:
         """Each contact changed by this batch, once, as its public snapshot (lead.contacts)."""
-        topic, model = self.topics.contacts, self.model
-        futures: list[Awaitable[Any]] = []
+        topic, model, sent = self.topics.contacts, self.model, 0
         for state in states:
-            futures.append(await self.send(topic, state.contact.encode(), _encode_json(snapshot(state, model))))
-        self.counts.snapshots += len(futures)
-        return futures
+            await unit.send(topic, state.contact.encode(), _encode_json(snapshot(state, model)))
+            sent += 1
+        self.counts.snapshots += sent
+
+    def stage_writes(self, partitions: Iterable[int], unit: BatchUnit) -> None:
+        """Hand each partition's changed states (once per contact) to the unit of work."""
+        for partition in partitions:
+            unit.stage(partition, self.partitions[partition].states.take_staged())
+
+
+class CallbackUnit:
+    """A :class:`BatchUnit` over plain callbacks (:meth:`ContactRuntime.handle`), in the same
+    order as the streaming worker's: outputs acknowledged, then ``write`` per partition."""
+
+    def __init__(self, send: Send, write: WriteStates, bind: Callable[[int], None] = _no_bind) -> None:
+        self._send, self._write, self.bind = send, write, bind
+        self._acks: list[Awaitable[Any]] = []
+        self._staged: list[tuple[int, dict[str, ContactState]]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        self._acks.append(await self._send(topic, key, value, partition=partition))
+
+    async def outputs_acknowledged(self) -> None:
+        acks, self._acks = self._acks, []
+        if acks:
+            await asyncio.gather(*acks)
+
+    def stage(self, partition: int, states: dict[str, ContactState]) -> None:
+        if states:
+            self._staged.append((partition, states))
+
+    async def commit(self) -> None:
+        await self.outputs_acknowledged()
+        for partition, states in self._staged:
+            self.bind(partition)
+            await self._write(partition, states)
+        self._staged = []
+
+
+def order_by_event_time(events: list[Event]) -> list[Event]:
+    """Sort a partition's events by (occurred_at, event_id), in place: a contact's events that
+    arrive within the reorder window (one batch) are applied in event-time order."""
+    events.sort(key=_event_order)
+    return events
+
+
+def lateness(event: Event, known: ContactState | None) -> int:
+    """How many µs the event is older than what its contact already went through (0: not late).
+    A late event is still applied (never dropped), and counted."""
+    if known is None or event.occurred_at >= known.clock:
+        return 0
+    return known.clock - event.occurred_at
+
+
+def collect_outputs(total: Outcome, outcome: Outcome) -> None:
+    """Add one event's outputs to the partition's outcome, in the order they happened."""
+    total.transitions.extend(outcome.transitions)
+    total.alerts.extend(outcome.alerts)
+    total.referrals_applied += outcome.referrals_applied
+    total.routed.extend(outcome.routed)
 
 
 class CountingDeadlines(DeadlineIndex):

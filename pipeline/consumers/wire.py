@@ -2,13 +2,20 @@
 
 One message carries many events for one partition (amortizing the per-message cost of the stream
 processor), or a sweep tick telling the partition's owner to fire the cooling due by ``clock``.
+:func:`decode_batch` turns a batch of such messages into each partition's events and ticks.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 import msgspec
 
 from pipeline.state_machine import Event
+
+log = logging.getLogger("pipeline.consumers.contacts")  # where these messages were logged before
 
 
 class ContactBatch(msgspec.Struct, frozen=True, array_like=True, tag="events"):
@@ -41,3 +48,41 @@ def encode(message: Internal) -> bytes:
 def decode(data: bytes) -> Internal:
     message: Internal = _decoder.decode(data)
     return message
+
+
+@dataclass(slots=True)
+class PartitionInput:
+    """What one batch holds for one partition: its events in arrival order and its sweep ticks."""
+
+    events: list[Event] = field(default_factory=list)
+    ticks: list[int] = field(default_factory=list)  # the clock of each sweep tick
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """A batch of internal messages, decoded and grouped by partition (in first-seen order)."""
+
+    partitions: dict[int, PartitionInput] = field(default_factory=dict)
+    received: list[tuple[int, int]] = field(default_factory=list)  # (received_at, events) per input message
+
+
+def decode_batch(messages: Iterable[tuple[int, bytes]]) -> DecodedBatch:
+    """Decode ``(partition, value)`` messages; an undecodable one is logged and skipped."""
+    batch = DecodedBatch()
+    partitions, received = batch.partitions, batch.received
+    for partition, value in messages:
+        try:
+            message = decode(value)
+        except msgspec.DecodeError:
+            log.error("partition %d: undecodable internal message skipped (%d bytes)", partition, len(value))
+            continue
+        inputs = partitions.get(partition)
+        if inputs is None:
+            inputs = partitions[partition] = PartitionInput()
+        if isinstance(message, ContactBatch):
+            inputs.events.extend(message.events)
+            if message.received_at:
+                received.append((message.received_at, len(message.events)))
+        else:
+            inputs.ticks.append(message.clock)
+    return batch

@@ -4,7 +4,7 @@
 worker can do its job and, when not, what is missing, in a JSON body: the broker answers a metadata
 request, the contact processor has partitions, the contact table finished its changelog recovery,
 every ingest consumer has partitions. ``/metrics`` is the Prometheus text format of the default
-registry (:mod:`pipeline.metrics`); the gauges that describe the worker's present state (consumer
+registry (:mod:`pipeline.ops.metrics`); the gauges that describe the worker's present state (consumer
 lag, contacts per stage and temperature, pending cooling) are set just before each scrape, so
 nothing on the hot path maintains them.
 """
@@ -15,16 +15,14 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from pipeline.config.settings import Settings
 from pipeline.ops import metrics
-
-if TYPE_CHECKING:
-    from pipeline.streaming.app import Worker
+from pipeline.streaming.worker_handle import Worker
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,153 @@
+"""The contact table on Faust and aiokafka: its value codec and the unit of work's adapters.
+
+* :class:`ContactStateValue` / ``leadflow_state`` codec: contact states in the table and its
+  changelog as compact MessagePack.
+* :class:`TableStore`: the :class:`~pipeline.streaming.unit_of_work.LocalStore` over a Faust table
+  (the table's local data, bound to a partition through Faust's current event).
+* :class:`KafkaChangelog`: the :class:`~pipeline.streaming.unit_of_work.ChangelogWriter` with an
+  aiokafka producer of its own, started and stopped explicitly. Faust's own table writes go
+  through a buffer that its commit does not always drain (its flush gives up after 0.1 s without
+  progress), so offsets could be committed before the state they cover: we send the changelog
+  records ourselves and the unit of work awaits their acks. The broker profile's
+  ``changelog_batch_bytes`` sizes the producer's batches (Tansu: one record per batch).
+* :class:`FaustOutputs` / :class:`IngestProducer`: sends over the Faust app's producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Iterable
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaProducer
+from faust.serializers import codecs
+from faust.streams import _current_event
+
+from pipeline.config.settings import Settings
+from pipeline.state_machine import ContactState, decode_state, encode_state
+from pipeline.streaming.unit_of_work import Ack
+
+
+class ContactStateCodec(codecs.Codec):
+    """Contact states in the table and its changelog: compact MessagePack."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_state(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_state(s)
+
+
+codecs.register("leadflow_state", ContactStateCodec())
+
+
+class ContactStateValue:
+    """The contact table's value type for Faust: names the codec; values are ContactStates.
+
+    Faust picks a table's serializer from its value type's ``_options.serializer`` and hands the
+    decoded payload to ``from_data``; the codec already returns a :class:`ContactState`.
+    """
+
+    _options = SimpleNamespace(serializer="leadflow_state")
+
+    @classmethod
+    def from_data(cls, data: Any, preferred_type: Any = None) -> Any:
+        return data
+
+
+def table_key(key: str) -> bytes:
+    """A table key as Faust's ``json`` key serializer writes it (what recovery reads back)."""
+    return orjson.dumps(key)
+
+
+class TableStore:
+    """A Faust table's local data, for one batch of events.
+
+    Faust's RocksDB store keeps a database per partition and picks it from the current event:
+    :meth:`bind` makes that an event of the partition being processed."""
+
+    def __init__(self, table: Any, events: Iterable[Any]) -> None:
+        self.table = table
+        self._by_partition = {event.message.partition: event for event in events}
+
+    def bind(self, partition: int) -> None:
+        _current_event.set(weakref.ref(self._by_partition[partition]))
+
+    def put(self, key: str, state: ContactState) -> None:
+        self.table.data[key] = state  # the local store only: the changelog is written by KafkaChangelog
+
+
+ProducerFactory = Callable[..., Any]
+
+
+class KafkaChangelog:
+    """Writes contact states to the table's changelog topic with a producer of its own.
+
+    :meth:`start` before the first :meth:`append` (idempotent), :meth:`stop` at shutdown.
+    ``producer_factory`` builds the producer (aiokafka's by default; tests pass a fake)."""
+
+    def __init__(self, settings: Settings, topic: str, producer_factory: ProducerFactory = AIOKafkaProducer) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.producer_factory = producer_factory
+        self._producer: Any = None
+        self._lock = asyncio.Lock()
+
+    def producer_config(self) -> dict[str, Any]:
+        """Every record acknowledged by all in-sync replicas; batches as the broker profile says."""
+        return {
+            "bootstrap_servers": self.settings.bootstrap,
+            "acks": "all",
+            "linger_ms": 1,
+            "max_batch_size": self.settings.broker.changelog_batch_bytes,
+            "client_id": f"{self.settings.app_id}-changelog",
+        }
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._producer is None:
+                producer = self.producer_factory(**self.producer_config())
+                await producer.start()
+                self._producer = producer
+
+    async def stop(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                await producer.stop()
+
+    async def append(self, partition: int, key: str, state: ContactState) -> Ack:
+        if self._producer is None:
+            raise RuntimeError("the changelog producer is not started (KafkaChangelog.start)")
+        ack: Ack = await self._producer.send(self.topic, encode_state(state), key=table_key(key), partition=partition)
+        return ack
+
+
+class FaustOutputs:
+    """The :class:`~pipeline.streaming.unit_of_work.OutputSender` over the Faust app's producer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Ack:
+        ack: Ack = await self.app.producer.send(topic, key, value, partition, None, None)
+        return ack
+
+
+class IngestProducer:
+    """The aiokafka-style ``send(topic, value, key=, partition=)`` the ingest consumers use,
+    over the Faust app's producer (one producer per worker)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> Any:
+        return await self.app.producer.send(topic, key, value, partition, None, None)
