@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from pipeline.contracts.rules import FAMILY_OF, TYPE_RULES, Identifier
+from pipeline.contracts.rules import FAMILY_OF, TYPE_RULES, ContactIdentifier, Identifier
 from pipeline.contracts.timestamps import parse_timestamp
 from pipeline.contracts.validate import FUTURE_TOLERANCE, MAX_DEPTH, SOURCE_SET
-from pipeline.state_machine.events import Event
+from pipeline.state_machine.events import ANONYMOUS_PREFIX, Event
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -29,11 +29,11 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_type: str
     occurred_at: str
     source: str | UnsetType = UNSET
-    contact_id: Identifier | UnsetType = UNSET
+    contact_id: ContactIdentifier | UnsetType = UNSET
     anonymous_id: Identifier | UnsetType = UNSET
     properties: dict[str, Any] | UnsetType = UNSET
     context: dict[str, Any] | UnsetType = UNSET
-    referred_by: Identifier | UnsetType = UNSET
+    referred_by: ContactIdentifier | UnsetType = UNSET
 
 
 def _properties_struct(event_type: str) -> type[msgspec.Struct]:
@@ -69,10 +69,11 @@ def fast_event(raw: bytes, family: str | None, received_at: int) -> Event | None
     if FAMILY_OF.get(event_type) != family:
         return None
     contact_id = envelope.contact_id
+    anonymous_id = envelope.anonymous_id
     if contact_id is UNSET:
-        if envelope.anonymous_id is UNSET:
+        if anonymous_id is UNSET:
             return None
-        contact = "anon:" + envelope.anonymous_id
+        contact = ANONYMOUS_PREFIX + anonymous_id
     else:
         contact = contact_id
     occurred_at = parse_timestamp(envelope.occurred_at)
@@ -98,4 +99,5 @@ def fast_event(raw: bytes, family: str | None, received_at: int) -> Event | None
         contact_id is not UNSET,
         properties,
         None if referred_by is UNSET else referred_by,
+        None if anonymous_id is UNSET else anonymous_id,
     )

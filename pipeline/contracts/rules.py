@@ -33,6 +33,9 @@ UTM_PROPERTIES: tuple[str, ...] = ("utm_source", "utm_medium", "utm_campaign", "
 FAMILY_OF: dict[str, str] = {t: family for family, types in EVENT_TYPES.items() for t in types}
 
 Identifier = Annotated[str, Meta(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+#: A contact_id (or referred_by): an identifier that does not start with ``anon:``, the reserved key
+#: prefix of anonymous visitors (``anon:<anonymous_id>``), so the two kinds of key never collide.
+ContactIdentifier = Annotated[str, Meta(min_length=1, max_length=MAX_IDENTIFIER_LENGTH, pattern="^(?!anon:)")]
 NonEmptyString = Annotated[str, Meta(min_length=1)]
 
 

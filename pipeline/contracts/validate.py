@@ -6,7 +6,12 @@ this accepts, sooner). Rules run in this order; the first failure wins:
 ``too_large`` (nested deeper than :data:`MAX_DEPTH`) → ``missing_identity`` (neither
 ``contact_id`` nor ``anonymous_id`` present; a present null is a schema violation) →
 ``unknown_event_type`` → ``wrong_source`` (``source`` or event type of another family) →
-``schema_violation`` (the detail names the JSON path and the rule) → ``future_timestamp``.
+``schema_violation`` (the detail names the JSON path and the rule; a ``contact_id`` or
+``referred_by`` starting with ``anon:``, the reserved key prefix of anonymous visitors, is one) →
+``future_timestamp``.
+
+An envelope with both ``contact_id`` and ``anonymous_id`` becomes an identified event that keeps
+its ``anonymous_id``: the engine links the two (``pipeline.state_machine.identity``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import msgspec
 from pipeline.contracts.rules import ENVELOPE_FIELDS, FAMILY_OF, TYPE_RULES, PropertyRule, TypeRules, is_identifier
 from pipeline.contracts.timestamps import parse_timestamp
 from pipeline.state_machine.clock import MICROS_PER_SECOND
-from pipeline.state_machine.events import SOURCES, Event
+from pipeline.state_machine.events import ANONYMOUS_PREFIX, SOURCES, Event
 
 #: Objects and arrays may nest this many levels (the envelope is level 1): deeper than any real
 #: event, and well within every JSON encoder's limit (orjson: 254), so accepted events re-encode.
@@ -89,15 +94,17 @@ def validate_envelope(obj: dict[str, Any], family: str | None, received_at: int)
         detail = f"$.occurred_at: {obj['occurred_at']} is {minutes:.1f} minutes after the event was received (limit 5)"
         return "future_timestamp", detail, known_source
     contact_id = get("contact_id")
+    anonymous_id = get("anonymous_id")
     return Event(
         obj["event_id"],
         event_type,
         known_source,
-        contact_id if contact_id is not None else "anon:" + obj["anonymous_id"],
+        contact_id if contact_id is not None else ANONYMOUS_PREFIX + str(anonymous_id),
         occurred_at,
         contact_id is not None,
         properties,
         get("referred_by"),
+        anonymous_id,
     )
 
 
@@ -110,6 +117,11 @@ def _check_envelope(obj: dict[str, Any], event_type: Any) -> int | str:
         value = obj.get(name, _MISSING)
         if (value is not _MISSING or name == "event_id") and not is_identifier(value):
             return _field_problem(f"$.{name}", value, _IDENTIFIER)
+    for name in ("contact_id", "referred_by"):
+        value = obj.get(name, _MISSING)
+        if value is not _MISSING and value.startswith(ANONYMOUS_PREFIX):
+            return (f'$.{name}: must not start with "{ANONYMOUS_PREFIX}" (the key prefix of anonymous '
+                    f"visitors; send a visitor's id as anonymous_id) (got {show(value)})")
     if type(event_type) is not str:
         return _field_problem("$.event_type", event_type, "a string")
     occurred_text = obj.get("occurred_at", _MISSING)

@@ -4,10 +4,16 @@ The clock is event time: before an event at time t is applied, every cooling dea
 in deadline order; ``until`` moves the clock forward at the end. Bad lines become dead letters
 naming the line; the run never stops for a bad event. Counts add up:
 ``read == applied + duplicates + dead_lettered``.
+
+Identities are resolved as the stream does (``pipeline.state_machine.identity``): an event with both
+ids merges the anonymous visitor into the contact; the merged visitor's snapshot carries
+``merged_into`` and is not counted as a contact. A link to an anonymous id that already belongs to
+another contact is applied to the event's contact, counted (``identity_conflicts``) and logged.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter
@@ -20,13 +26,15 @@ import msgspec
 
 from pipeline.contracts import decode_event
 from pipeline.state_machine import ContactState, Event, Model, snapshot
+from pipeline.state_machine.identity import CONFLICT, LINK, MERGE
 from pipeline.state_machine.processor import LifecycleProcessor, Outcome
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 
 _encode = msgspec.json.Encoder().encode
+log = logging.getLogger(__name__)
 
 
-class HistorySink(Protocol):
+class HistoryOutput(Protocol):
     """Where ``replay(history=...)`` also sends its records: ``pipeline.storage.HistoryWriter``."""
 
     def add_transitions(self, records: Iterable[Transition]) -> None: ...
@@ -47,7 +55,12 @@ class ReplayStats:
     referral_credits: int = 0
     stages: Counter[str] = field(default_factory=Counter)
     temperatures: Counter[str] = field(default_factory=Counter)
-    contacts: int = 0
+    contacts: int = 0  # contacts of their own (anonymous contacts merged into another not counted)
+    identity_merges: int = 0  # anonymous histories merged into a contact
+    identity_links: int = 0  # links to an anonymous id with no history yet
+    identity_conflicts: int = 0  # links to an anonymous id that belongs to another contact
+    forwarded: int = 0  # events with only a merged anonymous id, applied to its contact
+    merged_contacts: int = 0  # anonymous contacts merged into another (snapshots with merged_into)
     seconds: float = 0.0
 
     @property
@@ -65,6 +78,11 @@ class ReplayStats:
             "transitions_by_kind_direction": {f"{k}/{d}": n for (k, d), n in sorted(self.transitions.items())},
             "alerts": self.alerts,
             "referral_credits": self.referral_credits,
+            "identity_merges": self.identity_merges,
+            "identity_links": self.identity_links,
+            "identity_conflicts": self.identity_conflicts,
+            "forwarded": self.forwarded,
+            "merged_contacts": self.merged_contacts,
             "contacts": self.contacts,
             "contacts_by_stage": dict(self.stages),
             "contacts_by_temperature": dict(self.temperatures),
@@ -122,7 +140,7 @@ def replay(
     contacts: IO[bytes] | None = None,
     progress: Callable[[ReplayStats], None] | None = None,
     keep_states: dict[str, ContactState] | None = None,
-    history: HistorySink | None = None,
+    history: HistoryOutput | None = None,
 ) -> ReplayStats:
     """Replay ``lines`` (one JSON envelope each, with a ``source`` field) through ``model``.
 
@@ -161,6 +179,8 @@ def replay(
                 stats.duplicates += 1
             else:
                 stats.applied += 1
+                if outcome.link is not None or outcome.forwarded:
+                    _count_identity(stats, outcome, decoded, number)
             if outcome.transitions or outcome.alerts:
                 emit(outcome)
         else:
@@ -176,8 +196,11 @@ def replay(
     views: list[ContactSnapshot] = []
     for state in processor.states.values():
         view = snapshot(state, model, until)
-        stats.stages[view.stage] += 1
-        stats.temperatures[view.temperature] += 1
+        if state.merged_into is None:
+            stats.stages[view.stage] += 1
+            stats.temperatures[view.temperature] += 1
+        else:
+            stats.merged_contacts += 1
         contacts_out.write(view)
         if history is not None:
             views.append(view)
@@ -186,13 +209,29 @@ def replay(
                 views = []
     if history is not None and views:
         history.add_contacts(views)
-    stats.contacts = len(processor.states)
+    stats.contacts = len(processor.states) - stats.merged_contacts
     if keep_states is not None:
         keep_states.update(processor.states)
     for sink in (transitions_out, alerts_out, dead_out, contacts_out):
         sink.flush()
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _count_identity(stats: ReplayStats, outcome: Outcome, event: Event, line: int) -> None:
+    if outcome.forwarded:
+        stats.forwarded += 1
+    elif outcome.link == MERGE:
+        stats.identity_merges += 1
+    elif outcome.link == LINK:
+        stats.identity_links += 1
+    elif outcome.link == CONFLICT:
+        stats.identity_conflicts += 1
+        log.warning(
+            "line %d: event %s links anonymous id %r to %s, but it belongs to %s (a shared device?): "
+            "applied to %s only, the anonymous id stays with %s",
+            line, event.event_id, event.anonymous_id, event.contact, outcome.owner, event.contact, outcome.owner,
+        )
 
 
 def replay_files(
@@ -206,7 +245,7 @@ def replay_files(
     deadletter: str | None = None,
     contacts: str | None = None,
     progress: Callable[[ReplayStats], None] | None = None,
-    history: HistorySink | None = None,
+    history: HistoryOutput | None = None,
 ) -> ReplayStats:
     """:func:`replay` over paths (``-`` = stdin for the source, stdout for one output)."""
     with ExitStack() as stack:
@@ -235,10 +274,17 @@ def format_summary(stats: ReplayStats, model: Model) -> str:
         "transitions: "
         + (", ".join(f"{k} {d} {n}" for (k, d), n in sorted(stats.transitions.items())) or "none")
         + f"; became_hot alerts: {stats.alerts}; referral credits: {stats.referral_credits}",
-        f"contacts: {stats.contacts}",
+        f"contacts: {stats.contacts}"
+        + (f" (and {stats.merged_contacts} anonymous merged into them)" if stats.merged_contacts else ""),
         "  by stage:       " + "  ".join(f"{s} {stats.stages.get(s, 0)}" for s in model.stages),
         "  by temperature: " + "  ".join(f"{b.name} {stats.temperatures.get(b.name, 0)}" for b in model.bands),
     ]
+    if stats.identity_merges or stats.identity_links or stats.identity_conflicts or stats.forwarded:
+        lines.insert(2, (
+            f"identities: merged {stats.identity_merges}, linked {stats.identity_links}, "
+            f"conflicts {stats.identity_conflicts} (kept with their first contact), "
+            f"anonymous events forwarded {stats.forwarded}"
+        ))
     if stats.seconds:
         lines.append(f"{stats.read} lines in {stats.seconds:.2f} s ({stats.read / stats.seconds:,.0f} events/s)")
     return "\n".join(lines)

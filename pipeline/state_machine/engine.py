@@ -17,6 +17,7 @@ import msgspec
 
 from pipeline.state_machine import ids
 from pipeline.state_machine.clock import MICROS_PER_DAY, to_rfc3339
+from pipeline.state_machine.errors import SealedContactError
 from pipeline.state_machine.events import REFERRAL_CONVERTED, Event
 from pipeline.state_machine.model import Advance, Model, Regress, all_match
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
@@ -93,8 +94,10 @@ def _transition(
     skipped: tuple[str, ...],
     trigger: str | None,
     at: int,
+    key: str | None = None,
 ) -> Transition:
-    key = trigger if trigger is not None else ids.deadline_trigger(at)
+    if key is None:
+        key = trigger if trigger is not None else ids.deadline_trigger(at)
     return Transition(
         transition_id=ids.transition_id(state.contact, key, kind, from_, to),
         contact_id=state.contact,
@@ -114,7 +117,7 @@ def _transition(
 
 
 def _band_transition(
-    model: Model, state: ContactState, old: int, reason: str, trigger: str | None, at: int
+    model: Model, state: ContactState, old: int, reason: str, trigger: str | None, at: int, key: str | None = None
 ) -> Transition:
     new = state.band
     lo, hi = (old, new) if new > old else (new, old)
@@ -123,17 +126,17 @@ def _band_transition(
         skipped = skipped[::-1]
     return _transition(
         model, state, "temperature", model.bands[old].name, model.bands[new].name, new > old,
-        reason, skipped, trigger, at,
+        reason, skipped, trigger, at, key,
     )
 
 
 def _stage_transition(
-    model: Model, state: ContactState, old: int, reason: str, trigger: str | None, at: int
+    model: Model, state: ContactState, old: int, reason: str, trigger: str | None, at: int, key: str | None = None
 ) -> Transition:
     new = state.stage
     skipped = tuple(model.stages[old + 1 : new]) if new > old else tuple(model.stages[new + 1 : old][::-1])
     return _transition(
-        model, state, "stage", model.stages[old], model.stages[new], new > old, reason, skipped, trigger, at
+        model, state, "stage", model.stages[old], model.stages[new], new > old, reason, skipped, trigger, at, key
     )
 
 
@@ -298,6 +301,8 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
     fingerprint = ids.fingerprint(event.event_id)
     if has_seen(state.seen, fingerprint):
         return Decision(state, [], [], [], True)
+    if state.merged_into is not None:
+        raise SealedContactError(state.contact, state.merged_into, event.event_id)
 
     transitions: list[Transition] = []
     if at >= state.clock and state.due is not None and state.due <= at:
@@ -321,6 +326,7 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         changes["last_engagement_at"] = at if last is None else max(at, last)
     if state.first_touch is None:
         changes["first_touch"] = _first_touch(event)
+        changes["first_seen_at"] = at
     if state.referred_by is None and event.referred_by and event.referred_by != state.contact:
         changes["referred_by"] = event.referred_by
     if event.identified and not state.identified:
@@ -433,4 +439,5 @@ def snapshot(state: ContactState, model: Model, at: int | None = None) -> Contac
         first_touch=first_touch(state),
         referred_by=state.referred_by,
         model=model.label,
+        merged_into=state.merged_into,
     )

@@ -19,3 +19,19 @@ class ModelError(LifecycleError):
         self.entry = entry
         self.problem = problem
         super().__init__(f"{path}: {entry}: {problem}")
+
+
+class SealedContactError(LifecycleError):
+    """An event was applied to an anonymous contact already merged into another contact.
+
+    A caller bug, not bad input: the processor forwards such events to ``merged_into``
+    (:func:`pipeline.state_machine.identity.owner_of`); a runtime driving ``decide`` itself must too.
+    """
+
+    def __init__(self, contact: str, merged_into: str, event_id: str) -> None:
+        self.contact = contact
+        self.merged_into = merged_into
+        self.event_id = event_id
+        super().__init__(
+            f"event {event_id!r}: contact {contact!r} was merged into {merged_into!r}; apply it to {merged_into!r}"
+        )

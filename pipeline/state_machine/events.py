@@ -23,6 +23,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
 
     ``contact`` is the state key: the ``contact_id``, or ``anon:<anonymous_id>`` when only the
     anonymous id is known. ``identified`` tells whether a ``contact_id`` was present.
+    ``anonymous_id`` is the envelope's anonymous id when it had one: an identified event that
+    carries one *links* that anonymous visitor to the contact (see :mod:`.identity`).
     """
 
     event_id: str
@@ -33,7 +35,16 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     identified: bool
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
     referred_by: str | None = None
+    anonymous_id: str | None = None
 
+    @property
+    def links(self) -> str | None:
+        """The anonymous contact key this event links to its contact (``anon:<id>``), if any."""
+        return ANONYMOUS_PREFIX + self.anonymous_id if self.identified and self.anonymous_id else None
+
+
+#: The key prefix of an anonymous contact: ``anon:<anonymous_id>`` (reserved: never a contact_id).
+ANONYMOUS_PREFIX = "anon:"
 
 #: Every input event type, by family (the contract in ``schemas/`` says the same).
 EVENT_TYPES: dict[str, tuple[str, ...]] = {

@@ -42,5 +42,11 @@ def fingerprint(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
+def merge_trigger(event_id: str) -> str:
+    """Trigger key of the moves and alert an identity merge causes (distinct from the link event's
+    own moves, which the same event makes right after the merge)."""
+    return f"merge:{event_id}"
+
+
 def deadline_trigger(at: int) -> str:
     return f"deadline:{at}"

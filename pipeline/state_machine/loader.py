@@ -157,6 +157,11 @@ class _Builder:
             raise limits.fail("dedup_window and order_memory must be at least 1")
         limits.done()
 
+        identity = self.reader("[identity]", top.get("identity", dict, {}))
+        merge_reason = self.claim_reason(identity, identity.get("merge_reason", str, "merged_anonymous_history"))
+        link_reason = self.claim_reason(identity, identity.get("link_reason", str, "linked_anonymous_id"))
+        identity.done()
+
         advances = tuple(
             self.advance(f"advances[{i}]", table, stages, band_names)
             for i, table in enumerate(top.get("advances", list, []))
@@ -188,6 +193,8 @@ class _Builder:
             dedup_window=dedup_window,
             order_memory=order_memory,
             source_path=self.path,
+            merge_reason=merge_reason,
+            link_reason=link_reason,
         )
 
     def temperature(self, top: _Reader) -> tuple[tuple[Band, ...], int, tuple[InstantBand, ...]]:

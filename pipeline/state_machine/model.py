@@ -151,6 +151,9 @@ class Model:
     dedup_window: int
     order_memory: int
     source_path: str = ""
+    # Identity merging ([identity]): reason codes of the moves a merge causes, and of a bare link.
+    merge_reason: str = "merged_anonymous_history"
+    link_reason: str = "linked_anonymous_id"
     # Indexes, derived in __post_init__.
     advances_by_event: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
     temperature_advances: tuple[Advance, ...] = field(default=(), compare=False)

@@ -5,6 +5,11 @@ replay, the streaming worker (per partition) and the tests. It keeps an index of
 next deadline, so firing the cooling that is due costs in proportion to the contacts that are due,
 never a scan of all contacts. Before an event at time t is applied, every deadline <= t fires,
 in deadline order (ties by contact), so results do not depend on when a sweep runs.
+
+Identities (:mod:`.identity`): an event that links an anonymous id to its contact first merges the
+anonymous contact's history into the contact; the sealed anonymous state (``merged_into``) stays in
+``states`` under its own key as the id's alias, and later events carrying only that anonymous id
+are applied to the contact it was merged into.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import heapq
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from pipeline.state_machine.engine import Decision, decide, expire
 from pipeline.state_machine.events import Event
+from pipeline.state_machine.identity import CONFLICT, LINKED, claim_anonymous, decide_linked
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, Transition
 from pipeline.state_machine.state import ContactState
@@ -77,6 +85,16 @@ class Outcome:
     duplicate: bool = False
     referrals_applied: int = 0
     routed: list[Event] = field(default_factory=list)  # credit for contacts another processor owns
+    #: The event carried only an anonymous id already merged into a contact: applied to that contact.
+    forwarded: bool = False
+    #: The event linked an anonymous id: identity.MERGE, LINK, LINKED or CONFLICT (then ``owner`` is
+    #: the contact the id stays with), or UNRESOLVED (identities are resolved by another runtime).
+    link: str | None = None
+    owner: str | None = None
+
+
+#: ``Outcome.link`` when this processor does not resolve identities (see ``merge_identities``).
+UNRESOLVED = "unresolved"
 
 
 class LifecycleProcessor:
@@ -91,6 +109,11 @@ class LifecycleProcessor:
     own contact's deadlines and everything else waits for :meth:`advance_to` (a streaming sweep):
     a contact's result then depends only on its own events and the sweeps, never on how other
     contacts' events were interleaved with it.
+
+    ``merge_identities`` (default: only when ``owns`` is None, i.e. one processor holds every
+    contact): resolve links here. A partitioned runtime must route a link across partitions
+    (claim on the anonymous side, merge on the known side, see :mod:`.identity`); until it does,
+    a link event is applied to its contact as a normal event and reported as ``UNRESOLVED``.
     """
 
     def __init__(
@@ -100,8 +123,10 @@ class LifecycleProcessor:
         deadlines: DeadlineIndex | None = None,
         owns: Callable[[str], bool] | None = None,
         fire_on_event: bool = True,
+        merge_identities: bool | None = None,
     ) -> None:
         self.model = model
+        self.merge_identities = owns is None if merge_identities is None else merge_identities
         self.owns = owns
         self.fire_on_event = fire_on_event
         self.states: MutableMapping[str, ContactState] = {} if states is None else states
@@ -136,7 +161,9 @@ class LifecycleProcessor:
             if earliest is not None and earliest <= at:
                 self.advance_to(at, outcome)
             self.clock = at
-        decision = decide(self.states.get(event.contact), event, self.model)
+        decision = self._decide(event, outcome)
+        if decision is None:
+            return outcome
         if decision.duplicate:
             outcome.duplicate = True
             return outcome
@@ -153,6 +180,38 @@ class LifecycleProcessor:
                 self._record(decision, outcome)
                 pending.extend(decision.referrals)
         return outcome
+
+    def _decide(self, event: Event, outcome: Outcome) -> Decision | None:
+        """Apply ``event`` where it belongs, merging a linked anonymous history first (None: the
+        event was routed to another processor)."""
+        states, model = self.states, self.model
+        if not event.identified:
+            alias = states.get(event.contact)
+            if alias is None or alias.merged_into is None:
+                return decide(alias, event, model)
+            event = msgspec.structs.replace(event, contact=alias.merged_into)
+            outcome.forwarded = True
+            if self.owns is not None and not self.owns(event.contact):
+                outcome.routed.append(event)
+                return None
+            return decide(states.get(event.contact), event, model)
+        anon_key = event.links
+        if anon_key is None or anon_key == event.contact:
+            return decide(states.get(event.contact), event, model)
+        if not self.merge_identities or (self.owns is not None and not self.owns(anon_key)):
+            outcome.link = UNRESOLVED
+            return decide(states.get(event.contact), event, model)
+        claim = claim_anonymous(states.get(anon_key), event, model)
+        outcome.link, outcome.owner = claim.outcome, claim.owner
+        if claim.transitions:
+            outcome.transitions.extend(claim.transitions)
+        if claim.state is not states.get(anon_key):
+            states[anon_key] = claim.state
+            self.deadlines.set(anon_key, claim.state.due)
+        known = states.get(event.contact)
+        if claim.outcome == CONFLICT or claim.outcome == LINKED:
+            return decide(known, event, model)
+        return decide_linked(known, claim.exported, event, model)
 
     def _record(self, decision: Decision, outcome: Outcome) -> None:
         state = decision.state

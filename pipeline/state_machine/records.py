@@ -10,7 +10,9 @@ import msgspec
 
 
 class Transition(msgspec.Struct, frozen=True, gc=False):
-    """A move of one contact: a stage advance or regression, or a temperature change.
+    """A move of one contact: a stage advance or regression, a temperature change, or an identity
+    merge (``kind`` ``identity``: ``from`` is the anonymous contact ``anon:<id>``, ``to`` the contact
+    that absorbed it, ``direction`` ``advance``).
 
     ``stage``, ``temperature`` and ``score`` are the contact's values just after this move.
     ``trigger_event_id`` is null for a time-driven move (cooling or score decay).
@@ -18,7 +20,7 @@ class Transition(msgspec.Struct, frozen=True, gc=False):
 
     transition_id: str
     contact_id: str
-    kind: str  # "stage" | "temperature"
+    kind: str  # "stage" | "temperature" | "identity"
     from_: str = msgspec.field(name="from")
     to: str = ""
     direction: str = ""  # "advance" | "regress"
@@ -64,8 +66,12 @@ class Alert(msgspec.Struct, frozen=True, gc=False):
     model: str
 
 
-class ContactSnapshot(msgspec.Struct, frozen=True, gc=False):
-    """A contact's current standing, as ``leadflow replay --contacts`` writes it."""
+class ContactSnapshot(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """A contact's current standing, as ``leadflow replay --contacts`` writes it.
+
+    ``merged_into`` (only written when set): this anonymous contact's history was merged into that
+    contact; its values are as of the merge, and its later events are applied there.
+    """
 
     contact_id: str
     stage: str
@@ -79,3 +85,4 @@ class ContactSnapshot(msgspec.Struct, frozen=True, gc=False):
     first_touch: FirstTouch
     referred_by: str | None
     model: str
+    merged_into: str | None = None

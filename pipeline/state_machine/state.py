@@ -3,7 +3,13 @@
 Millions of contacts must fit one worker, so the state is a compact, immutable record:
 stage and band as indexes into the model, times as integer microseconds, de-duplication memory as
 a ring of 8-byte event-id fingerprints (``dedup_window`` of them), and a bounded order memory.
-It serializes with msgspec (MessagePack, array-like) for the changelog and RocksDB.
+It serializes with msgspec (MessagePack, array-like) for the changelog and RocksDB; new fields are
+only ever appended with a default, so every older encoding still decodes.
+
+An anonymous contact (``anon:<id>``) whose history was merged into an identified contact keeps its
+last state, *sealed*: ``merged_into`` names the contact that absorbed it. A sealed state is the
+alias record of the anonymous id (it lives under the anonymous contact's key, in the same table),
+so the processor forwards the id's later events to ``merged_into``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ class ContactState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     orders: tuple[OrderMemo, ...] = ()
     seen: bytes = b""
     due: int | None = None  # cache of engine.next_deadline(state).at: kept current by the engine
+    # Trailing fields added with identity merging (issue 11): states encoded before them still
+    # decode (array-like MessagePack: missing trailing fields take their defaults).
+    first_seen_at: int | None = None  # time of the event that set ``first_touch``
+    merged_into: str | None = None  # an anonymous contact sealed into this contact: its events go there
 
 
 def new_contact(contact: str, identified: bool, at: int) -> ContactState:
