@@ -1,4 +1,5 @@
-"""The ``leadflow`` command line: one module per command group (see :mod:`pipeline.cli.main`)."""
+"""The ``leadflow`` command line: one module per command group; :mod:`pipeline.cli.main` builds the
+parser, lists every command and the exit codes; :mod:`pipeline.cli.common` holds what they share."""
 
 from pipeline.cli.main import main
 

@@ -1,9 +1,8 @@
 """``leadflow db upgrade``, ``leadflow contact``, ``leadflow funnel``, ``leadflow alerts ack``.
 
-``register(subparsers)`` adds them to the ``leadflow`` command line (pipeline/cli.py). Exit codes
-follow the CLI's: 0 success; 1 the database cannot be reached, or the contact / alert asked for
-is not in it; 2 a usage error (bad URL, date, model, or a database whose schema needs
-``leadflow db upgrade``).
+Exit codes (:mod:`pipeline.cli.common`): 0 success; 1 the database cannot be reached, or the
+contact / alert asked for is not in it; 2 a usage error (bad URL, date, model, or a database whose
+schema needs ``leadflow db upgrade``).
 """
 
 from __future__ import annotations
@@ -13,36 +12,23 @@ import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pipeline.storage.database import ENV_VAR, resolve_url, safe_url
-from pipeline.storage.errors import (
-    InvalidAcknowledgement,
-    InvalidDatabaseUrl,
-    SchemaNotReady,
-    StorageError,
-    UnknownAlert,
+from pipeline.cli.common import (
+    EXIT_IO,
+    EXIT_NOT_FOUND,
+    CliError,
+    Subparsers,
+    load_model,
+    model_option,
+    storage_failure,
 )
+from pipeline.storage.database import ENV_VAR, resolve_url, safe_url
+from pipeline.storage.errors import StorageError
 from pipeline.storage.protocol import GROUP_BY
 
 if TYPE_CHECKING:
     from pipeline.storage.sql_store import SqlHistoryStore
-
-EXIT_NOT_FOUND = 1
-EXIT_IO = 1
-EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int) -> Exception:
-    from pipeline.cli.main import CliError  # imported late: pipeline.cli imports this module
-
-    return CliError(message, code)
-
-
-def storage_failure(exc: StorageError) -> Exception:
-    usage = isinstance(exc, InvalidDatabaseUrl | SchemaNotReady | InvalidAcknowledgement)
-    not_found = isinstance(exc, UnknownAlert)
-    return _fail(str(exc), EXIT_USAGE if usage else EXIT_NOT_FOUND if not_found else EXIT_IO)
 
 
 def parse_bound(text: str, *, end: bool) -> datetime:
@@ -95,7 +81,7 @@ def cmd_contact(args: argparse.Namespace) -> int:
     except StorageError as exc:
         raise storage_failure(exc) from exc
     if history is None:
-        raise _fail(
+        raise CliError(
             f"no contact {args.contact_id!r} in {safe_url(resolve_url(args.db))}: check the id "
             "(anonymous visitors are 'anon:<anonymous_id>') and that its history was written there",
             EXIT_NOT_FOUND,
@@ -108,16 +94,12 @@ def cmd_contact(args: argparse.Namespace) -> int:
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:
-    from pipeline.state_machine import LifecycleError, resolve_model
     from pipeline.storage.report_html import render_html
     from pipeline.storage.report_text import format_funnel, funnel_as_dict
 
-    try:
-        model = resolve_model(args.model)
-    except LifecycleError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from exc
+    model = load_model(args.model)
     if args.since is not None and args.until is not None and args.since >= args.until:
-        raise _fail(f"--since ({args.since.isoformat()}) must be before --until ({args.until.isoformat()})", EXIT_USAGE)
+        raise CliError(f"--since ({args.since.isoformat()}) must be before --until ({args.until.isoformat()})")
     try:
         with _open_store(args) as store:
             report = store.funnel(model, by=args.by, since=args.since, until=args.until)
@@ -131,7 +113,7 @@ def cmd_funnel(args: argparse.Namespace) -> int:
         try:
             Path(args.html).write_text(render_html(report), encoding="utf-8")
         except OSError as exc:
-            raise _fail(f"{args.html}: {exc.strerror or exc}", EXIT_IO) from exc
+            raise CliError(f"{args.html}: {exc.strerror or exc}", EXIT_IO) from exc
         print(f"wrote the HTML report to {args.html}", file=sys.stderr)
     return 0
 
@@ -150,7 +132,8 @@ def cmd_alerts_ack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rfc3339(text: str) -> datetime:
+def time_with_offset(text: str) -> datetime:
+    """``alerts ack --at``: an RFC 3339 time with offset (a bare date is refused)."""
     moment = parse_bound(text, end=False)
     if len(text) == 10:
         raise argparse.ArgumentTypeError(f"give a time with offset, not a date: {text!r} (e.g. {text}T09:30:00Z)")
@@ -163,7 +146,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add ``db``, ``contact``, ``funnel`` and ``alerts`` to the ``leadflow`` subcommands."""
     db = subparsers.add_parser("db", help="manage the history database").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"
@@ -185,7 +168,7 @@ def register(subparsers: Any) -> None:
     f.add_argument("--until", metavar="DATE", type=lambda s: parse_bound(s, end=True),
                    help="up to this UTC day (inclusive) or RFC 3339 time (exclusive)")
     f.add_argument("--by", choices=GROUP_BY, default="source", help="group by this first-touch field")
-    f.add_argument("--model", metavar="NAME_OR_FILE", help="model whose stages to count (default: default)")
+    model_option(f, "model whose stages to count (default: default)", metavar="NAME_OR_FILE")
     f.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
     f.add_argument("--json", action="store_true", help="print JSON instead of the table")
     f.set_defaults(func=cmd_funnel)
@@ -196,5 +179,5 @@ def register(subparsers: Any) -> None:
     ack = alerts.add_parser("ack", help="record that sales acted on an alert")
     ack.add_argument("alert_id", metavar="ALERT_ID")
     _db_option(ack)
-    ack.add_argument("--at", metavar="RFC3339", type=_rfc3339, help="when (default: now)")
+    ack.add_argument("--at", metavar="RFC3339", type=time_with_offset, help="when (default: now)")
     ack.set_defaults(func=cmd_alerts_ack)

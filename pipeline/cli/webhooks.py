@@ -1,8 +1,7 @@
 """``leadflow webhooks``: deliver alerts and transitions to sales tools (its own process).
 
-``register(subparsers)`` adds the command to ``leadflow`` (pipeline/cli.py). Exit codes follow the
-CLI's: 0 a clean stop (or a valid ``--check``); 1 Kafka cannot be reached to create the topic;
-2 a usage error or an invalid subscriptions file.
+Exit codes (:mod:`pipeline.cli.common`): 0 a clean stop (or a valid ``--check``); 1 Kafka cannot be
+reached to create the topic; 2 a usage error or an invalid subscriptions file.
 """
 
 from __future__ import annotations
@@ -13,33 +12,33 @@ import logging
 import os
 import sys
 
+from pipeline.cli.common import (
+    EXIT_IO,
+    CliError,
+    Subparsers,
+    kafka_options,
+    load_model,
+    loglevel_option,
+    model_option,
+    settings_from_args,
+)
 from pipeline.webhooks.config import ENV_VAR, load_config
 from pipeline.webhooks.errors import ConfigError
 
 PORT_ENV_VAR = "LEADFLOW_WEBHOOKS_WEB_PORT"
 DEFAULT_PORT = 6068
-EXIT_IO = 1
-EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int) -> Exception:
-    from pipeline.cli.main import CliError  # imported late: pipeline.cli imports this module
-
-    return CliError(message, code)
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from pipeline.cli.main import _model, _settings
-
     path = args.config or os.environ.get(ENV_VAR)
     if not path:
-        raise _fail(f"no subscriptions file: give --config FILE or set {ENV_VAR}", EXIT_USAGE)
-    settings = _settings(args)
-    model = _model(settings.model)
+        raise CliError(f"no subscriptions file: give --config FILE or set {ENV_VAR}")
+    settings = settings_from_args(args)
+    model = load_model(settings.model)
     try:
         config = load_config(path, stages=model.stages)
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from exc
+        raise CliError(str(exc)) from exc
     if args.check:
         for s in config.subscriptions:
             wanted = s.filter
@@ -57,7 +56,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     if port is None:
         raw = os.environ.get(PORT_ENV_VAR) or str(DEFAULT_PORT)
         if not raw.isdigit():
-            raise _fail(f"{PORT_ENV_VAR}={raw!r} is not a port number", EXIT_USAGE)
+            raise CliError(f"{PORT_ENV_VAR}={raw!r} is not a port number")
         port = int(raw)
     logging.basicConfig(
         level=getattr(logging, args.loglevel.upper()),
@@ -75,25 +74,26 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
             if ensure_deadletter_topic(settings):
                 created.append(settings.topic("webhooks.deadletter"))
         except Exception as exc:  # kafka-python raises many kinds; all mean "cannot reach Kafka"
-            raise _fail(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
+            raise CliError(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
         if created:
             print(f"created topics: {', '.join(created)}", file=sys.stderr)
     asyncio.run(serve(config, settings, args.web_bind, port))
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from pipeline.cli.main import _kafka_options
-
-    p = sub.add_parser("webhooks", help="deliver alerts and transitions to sales tools' webhooks (its own process)")
-    _kafka_options(p)
+def register(subparsers: Subparsers) -> None:
+    """Add ``webhooks``."""
+    p = subparsers.add_parser(
+        "webhooks", help="deliver alerts and transitions to sales tools' webhooks (its own process)"
+    )
+    kafka_options(p)
     p.add_argument("--config", metavar="FILE", help=f"subscriptions file, TOML or .json (default: ${ENV_VAR})")
-    p.add_argument("--model", metavar="FILE", help="model whose stage names the filters may use (default: built-in)")
+    model_option(p, "model whose stage names the filters may use (default: built-in)")
     p.add_argument("--app-id", help="prefix of the consumer groups (<app-id>-webhooks-<name>)")
     p.add_argument("--web-port", type=int, help=f"port of /metrics, /healthz, /readyz (default ${PORT_ENV_VAR} or "
                                                 f"{DEFAULT_PORT})")
     p.add_argument("--web-bind", default="127.0.0.1", help="address of the web port (default 127.0.0.1)")
     p.add_argument("--check", action="store_true", help="validate the subscriptions file, print them and exit")
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics")
-    p.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    loglevel_option(p)
     p.set_defaults(func=cmd_webhooks)
