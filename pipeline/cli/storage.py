@@ -25,10 +25,10 @@ from pipeline.cli.common import (
 )
 from pipeline.storage.database import ENV_VAR, resolve_url, safe_url
 from pipeline.storage.errors import StorageError
-from pipeline.storage.protocol import GROUP_BY
+from pipeline.storage.reports.types import GROUP_BY
 
 if TYPE_CHECKING:
-    from pipeline.storage.sql_store import SqlHistoryStore
+    from pipeline.storage.port import HistoryStore
 
 
 def parse_bound(text: str, *, end: bool) -> datetime:
@@ -51,14 +51,14 @@ def parse_bound(text: str, *, end: bool) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _open_store(args: argparse.Namespace) -> SqlHistoryStore:
-    from pipeline.storage.sql_store import SqlHistoryStore
+def _open_store(args: argparse.Namespace) -> HistoryStore:
+    from pipeline.storage.factory import open_history_store
 
-    return SqlHistoryStore(args.db)
+    return open_history_store(args.db)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from pipeline.storage.migrate import upgrade_database
+    from pipeline.storage.factory import upgrade_database
 
     url = resolve_url(args.db)
     try:
@@ -73,7 +73,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_contact(args: argparse.Namespace) -> int:
-    from pipeline.storage.report_text import contact_as_dict, format_contact
+    from pipeline.storage.reports.text import contact_as_dict, format_contact
 
     try:
         with _open_store(args) as store:
@@ -94,8 +94,8 @@ def cmd_contact(args: argparse.Namespace) -> int:
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:
-    from pipeline.storage.report_html import render_html
-    from pipeline.storage.report_text import format_funnel, funnel_as_dict
+    from pipeline.storage.reports.html import render_html
+    from pipeline.storage.reports.text import format_funnel, funnel_as_dict
 
     model = load_model(args.model)
     if args.since is not None and args.until is not None and args.since >= args.until:

@@ -1,9 +1,9 @@
 """The history sink: ``lead.transitions``, ``lead.alerts`` and ``lead.contacts`` into SQL.
 
-``leadflow sink`` runs one :class:`HistorySink`. It reads the three output topics in polls of up
+``leadflow sink`` runs one :class:`SinkService`. It reads the three output topics in polls of up
 to ``LEADFLOW_SINK_BATCH`` records (aiokafka ``getmany``), decodes each record with the same
 msgspec types the engine wrote it with, writes the poll to the database in ONE transaction
-(:meth:`~pipeline.storage.SqlHistoryStore.write_batch`: insert-or-ignore on ``transition_id`` and
+(:meth:`~pipeline.storage.HistoryStore.write_batch`: insert-or-ignore on ``transition_id`` and
 ``alert_id``, newest-wins upsert of the contact snapshot), and commits the Kafka offsets only
 after the database commit. A crash anywhere repeats a batch, never loses one; the repeat writes
 nothing new (the ids are UUIDv5 of the facts).
@@ -42,7 +42,7 @@ from pipeline.ops import metrics
 from pipeline.ops.web import add_service_routes
 from pipeline.state_machine.clock import to_rfc3339
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
-from pipeline.storage import SqlHistoryStore, StorageError, StorageUnavailable
+from pipeline.storage import HistoryStore, StorageError, StorageUnavailable, open_history_store
 from pipeline.storage.database import resolve_url, safe_url
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,8 @@ class SinkStats:
     last_error: str | None = None
 
 
-class HistorySink:
-    """Consumes the output topics into a :class:`SqlHistoryStore` (see the module doc)."""
+class SinkService:
+    """Consumes the output topics into a :class:`HistoryStore` (see the module doc)."""
 
     def __init__(self, settings: Settings, url: str | None = None, *, group_id: str | None = None) -> None:
         self.settings = settings
@@ -86,7 +86,7 @@ class HistorySink:
             self.topics.alerts: ("alerts", msgspec.json.Decoder(Alert)),
             self.topics.contacts: ("contacts", msgspec.json.Decoder(ContactSnapshot)),
         }
-        self._store: SqlHistoryStore | None = None
+        self._store: HistoryStore | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
@@ -97,13 +97,13 @@ class HistorySink:
         """Finish the batch in hand (write it and commit it), then return from :meth:`run`."""
         self._stopping.set()
 
-    async def _open_store(self) -> SqlHistoryStore | None:
+    async def _open_store(self) -> HistoryStore | None:
         """The database, waiting (with backoff) while it is unreachable; ``None`` if stopped first.
         A database whose schema is not upgraded is an error (``leadflow db upgrade``), not a wait."""
         delay = RETRY_FIRST
         while not self._stopping.is_set():
             try:
-                store = await asyncio.to_thread(SqlHistoryStore, self.url)
+                store = await asyncio.to_thread(open_history_store, self.url)
             except StorageUnavailable as exc:
                 self._record_failure("unavailable", exc)
                 await asyncio.sleep(random.uniform(delay / 2, delay))
@@ -290,16 +290,16 @@ class HistorySink:
         return document
 
 
-def web_app(sink: HistorySink) -> web.Application:
+def web_app(sink: SinkService) -> web.Application:
     """``/healthz``, ``/readyz``, ``/stats`` and ``/metrics`` of a sink process."""
     app = web.Application()
     add_service_routes(app, sink.readiness, sink.stats_document)
     return app
 
 
-async def serve(settings: Settings, url: str | None = None) -> HistorySink:
+async def serve(settings: Settings, url: str | None = None) -> SinkService:
     """Run a sink with its web endpoints until SIGTERM or SIGINT; return it (for its stats)."""
-    sink = HistorySink(settings, url)
+    sink = SinkService(settings, url)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, sink.stop)

@@ -1,18 +1,21 @@
-"""Durable lifecycle history in SQL: contact timelines, the funnel report by source, alert acks.
+"""Durable lifecycle history: contact timelines, the funnel report by source, alert acks.
 
     upgrade_database("sqlite:///leadflow.db")                 # leadflow db upgrade
+    with open_history_store(url) as store:                    # sqlite:///, postgresql://, memory://
+        store.write_batch(transitions, alerts, contacts)
+        store.contact_timeline("c00042"); store.funnel(model, by="utm_source")
     with HistoryWriter(url) as writer:                        # leadflow replay --db URL
         writer.add_transitions(transitions); writer.add_alerts(alerts); writer.add_contacts(views)
-    with SqlHistoryStore(url) as store:
-        store.contact_timeline("c00042"); store.funnel(model, by="utm_source")
 
-The storage Protocol is :class:`HistoryStore`; :class:`SqlHistoryStore` implements it for SQLite
-and PostgreSQL. Every error is a :class:`StorageError`.
+Layout: :mod:`.port` (the :class:`HistoryStore` Protocol), :mod:`.factory` (the one way to open
+a store), :mod:`.writer` (batching), :mod:`.reports` (what the reads return, and its text and
+HTML views), and the adapters :mod:`.sql` (SQLite and PostgreSQL) and :mod:`.memory`.
+Every error is a :class:`StorageError`.
 """
 
 from __future__ import annotations
 
-from pipeline.storage.database import DEFAULT_URL, ENV_VAR, resolve_url
+from pipeline.storage.database import DEFAULT_URL, ENV_VAR, resolve_url, safe_url
 from pipeline.storage.errors import (
     InvalidAcknowledgement,
     InvalidDatabaseUrl,
@@ -21,10 +24,20 @@ from pipeline.storage.errors import (
     StorageUnavailable,
     UnknownAlert,
 )
-from pipeline.storage.funnel import FunnelReport, GroupFunnel, StageFigures
-from pipeline.storage.migrate import head_revision, upgrade_database
-from pipeline.storage.protocol import GROUP_BY, Acknowledgement, ContactHistory, GroupBy, HistoryStore, StoredAlert
-from pipeline.storage.sql_store import SqlHistoryStore
+from pipeline.storage.factory import open_history_store, upgrade_database
+from pipeline.storage.memory.store import MemoryHistoryStore
+from pipeline.storage.port import Acknowledgement, HistoryStore
+from pipeline.storage.reports.types import (
+    GROUP_BY,
+    ContactHistory,
+    FunnelReport,
+    GroupBy,
+    GroupFunnel,
+    StageFigures,
+    StoredAlert,
+)
+from pipeline.storage.sql.migrate import head_revision
+from pipeline.storage.sql.store import SqlHistoryStore
 from pipeline.storage.writer import DEFAULT_BATCH_SIZE, HistoryWriter, WriteCounts, write_replay_history
 
 __all__ = [
@@ -41,6 +54,7 @@ __all__ = [
     "HistoryWriter",
     "InvalidAcknowledgement",
     "InvalidDatabaseUrl",
+    "MemoryHistoryStore",
     "SchemaNotReady",
     "SqlHistoryStore",
     "StageFigures",
@@ -50,7 +64,9 @@ __all__ = [
     "UnknownAlert",
     "WriteCounts",
     "head_revision",
+    "open_history_store",
     "resolve_url",
+    "safe_url",
     "upgrade_database",
     "write_replay_history",
 ]

@@ -1,30 +1,31 @@
-"""Database URLs and engines: ``--db`` / ``LEADFLOW_DB``, driver choice, error translation.
+"""History URLs: ``--db`` / ``LEADFLOW_DB``, which backend a URL names, its driver, its display form.
 
-``postgresql://`` and ``postgres://`` URLs use psycopg 3 (``postgresql+psycopg://``); an explicit
-driver in the URL is kept. SQLite is the embedded default (``sqlite:///leadflow.db``).
+``sqlite:///FILE`` (the embedded default, ``sqlite:///leadflow.db``), ``postgresql://`` and
+``postgres://`` (psycopg 3: ``postgresql+psycopg://``; an explicit driver in the URL is kept), and
+``memory://NAME`` (the in-memory adapter, this process only). Engines are in
+:mod:`pipeline.storage.sql.engine`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
-
-from pipeline.storage.errors import InvalidDatabaseUrl, StorageError, StorageUnavailable
 
 DEFAULT_URL = "sqlite:///leadflow.db"
 ENV_VAR = "LEADFLOW_DB"
+MEMORY_SCHEME = "memory://"
 
 
 def resolve_url(url: str | None) -> str:
     """The URL to use: the argument, else ``$LEADFLOW_DB``, else :data:`DEFAULT_URL`."""
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def is_memory_url(url: str) -> bool:
+    """Whether ``url`` names the in-memory adapter (``memory://NAME``)."""
+    return url.startswith(MEMORY_SCHEME)
 
 
 def driver_url(url: str) -> str:
@@ -41,51 +42,3 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except sa_exc.ArgumentError:
         return url
-
-
-def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers (reports) do not block the writer
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def open_engine(url: str) -> Engine:
-    """An engine for ``url``; raises :class:`InvalidDatabaseUrl` for a URL that cannot work."""
-    try:
-        parsed = make_url(driver_url(url))
-    except sa_exc.ArgumentError as exc:
-        raise InvalidDatabaseUrl(url, "cannot be parsed") from exc
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise InvalidDatabaseUrl(url, f"unsupported database {backend!r}: use sqlite or postgresql")
-    try:
-        if backend == "sqlite":
-            engine = create_engine(parsed)
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
-        raise InvalidDatabaseUrl(url, str(exc)) from exc
-    except ImportError as exc:
-        raise InvalidDatabaseUrl(url, f"driver not installed ({exc.name}): pip install 'psycopg[binary]'") from exc
-    return engine
-
-
-@contextmanager
-def translate_errors(url: str) -> Iterator[None]:
-    """Turn driver errors into :class:`StorageError`: connection problems become
-    :class:`StorageUnavailable` (retry later), everything else a plain :class:`StorageError`."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except sa_exc.DBAPIError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-        lost = exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-        if lost and "no such table" not in detail:  # SQLite reports a missing table as operational
-            raise StorageUnavailable(safe_url(url), detail) from exc
-        raise StorageError(f"database {safe_url(url)}: {detail}") from exc
-    except sa_exc.SQLAlchemyError as exc:
-        raise StorageError(f"database {safe_url(url)}: {exc}") from exc

@@ -13,7 +13,7 @@ class InvalidDatabaseUrl(StorageError):
     def __init__(self, url: str, problem: str) -> None:
         super().__init__(
             f"database URL {url!r}: {problem} "
-            "(expected sqlite:///FILE or postgresql://USER@HOST:PORT/DATABASE)"
+            "(expected sqlite:///FILE, postgresql://USER@HOST:PORT/DATABASE or memory://NAME)"
         )
         self.url = url
 

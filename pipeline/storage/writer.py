@@ -1,6 +1,6 @@
-"""The batched history writer used by ``leadflow replay --db`` (and later the streaming sink).
+"""The batched history writer used by ``leadflow replay --db``, over any :class:`~.port.HistoryStore`.
 
-Records are buffered and written with :meth:`~.sql_store.SqlHistoryStore.write_batch`, one
+Records are buffered and written with :meth:`~.port.HistoryStore.write_batch`, one
 transaction per batch. Every write is idempotent, so a batch that failed with
 :class:`~.errors.StorageUnavailable` can simply be written again.
 """
@@ -13,8 +13,8 @@ from itertools import islice
 from typing import TypeVar
 
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
-from pipeline.storage.protocol import HistoryStore
-from pipeline.storage.sql_store import SqlHistoryStore
+from pipeline.storage.factory import open_history_store
+from pipeline.storage.port import HistoryStore
 
 DEFAULT_BATCH_SIZE = 5000
 _R = TypeVar("_R")
@@ -34,7 +34,8 @@ class HistoryWriter:
     """Buffers transitions, alerts and contact snapshots; writes a batch when ``batch_size``
     records are pending and on :meth:`flush` / :meth:`close`.
 
-    ``HistoryWriter(url)`` opens its own :class:`SqlHistoryStore` (the schema must be upgraded);
+    ``HistoryWriter(url)`` opens its own store with :func:`~.factory.open_history_store` (the
+    schema must be upgraded);
     pass ``store=`` to write through another :class:`HistoryStore`. When a write fails, the
     pending records stay buffered and the exception propagates: call :meth:`flush` again to retry.
     """
@@ -45,7 +46,7 @@ class HistoryWriter:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._owns_store = store is None
-        self.store: HistoryStore = store if store is not None else SqlHistoryStore(url)
+        self.store: HistoryStore = store if store is not None else open_history_store(url)
         self.batch_size = batch_size
         self.counts = WriteCounts()
         self._transitions: list[Transition] = []

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from pipeline.cli.main import main
 from pipeline.state_machine import builtin_model
 from pipeline.storage import SqlHistoryStore
-from pipeline.storage.tables import alerts
+from pipeline.storage.sql.tables import alerts
 
 from .conftest import fixture_history
 

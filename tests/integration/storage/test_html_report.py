@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.state_machine import builtin_model
-from pipeline.storage import SqlHistoryStore, upgrade_database
-from pipeline.storage.report_html import render_html
+from pipeline.storage import open_history_store, upgrade_database
+from pipeline.storage.reports.html import render_html
 
 from .conftest import fixture_history
 
@@ -69,7 +69,7 @@ def _distinct_colours(png: bytes) -> int:
 def test_the_report_renders_a_funnel_chart_per_group(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'history.db'}"
     upgrade_database(url)
-    with SqlHistoryStore(url) as store:
+    with open_history_store(url) as store:
         store.write_batch(*fixture_history())
         report = store.funnel(builtin_model(), by="utm_source")
     page = tmp_path / "funnel.html"

@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from pipeline.storage import SqlHistoryStore, head_revision, upgrade_database
-from pipeline.storage.database import open_engine
-from pipeline.storage.tables import Base
+from pipeline.storage.sql.engine import open_engine
+from pipeline.storage.sql.tables import Base
 
 from .conftest import fixture_history
 
@@ -25,7 +25,7 @@ def test_upgrade_from_empty_creates_the_mapped_schema(empty_db: str) -> None:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
-    assert differences == [], "the migrations and pipeline/storage/tables.py disagree"
+    assert differences == [], "the migrations and pipeline/storage/sql/tables.py disagree"
 
 
 def test_upgrade_in_place_keeps_the_data(empty_db: str) -> None:

@@ -15,7 +15,7 @@ from pipeline.config.topics import TopicNames
 from pipeline.kafka.tools import ensure_topics
 from pipeline.storage import HistoryWriter, upgrade_database
 from pipeline.storage.database import driver_url
-from pipeline.storage.tables import alerts, contacts, transitions
+from pipeline.storage.sql.tables import alerts, contacts, transitions
 from pipeline.streaming.embedded_broker import EmbeddedBroker
 from tests.support.kafka import read_topic
 

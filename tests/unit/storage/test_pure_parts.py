@@ -11,11 +11,12 @@ import pytest
 from pipeline.cli.storage import parse_bound
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 from pipeline.storage import InvalidDatabaseUrl, resolve_url
-from pipeline.storage.database import driver_url, open_engine, safe_url
-from pipeline.storage.funnel import FunnelReport, GroupFunnel, StageFigures
-from pipeline.storage.report_html import funnel_svg, render_html
-from pipeline.storage.report_text import duration, format_funnel
-from pipeline.storage.rows import alert_row, contact_row, parse_time, snapshot_version, transition_row
+from pipeline.storage.database import driver_url, safe_url
+from pipeline.storage.reports.html import funnel_svg, render_html
+from pipeline.storage.reports.text import duration, format_funnel
+from pipeline.storage.reports.types import FunnelReport, GroupFunnel, StageFigures
+from pipeline.storage.sql.engine import open_engine
+from pipeline.storage.sql.rows import alert_row, contact_row, parse_time, snapshot_version, transition_row
 
 TRANSITION = Transition("t1", "c1", "stage", "niche", "buyer", "advance", "claimed_offer", ("lead",), "e1",
                         "2025-03-01T12:00:00.250000Z", "buyer", "warm", 21.5, "default@1")

@@ -1,6 +1,6 @@
 """Schema migrations, run programmatically (no ``alembic.ini``): ``leadflow db upgrade``.
 
-The Alembic environment and revisions live in ``pipeline/storage/migrations``.
+The Alembic environment and revisions live in ``pipeline/storage/sql/migrations``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from pipeline.storage.database import open_engine, safe_url, translate_errors
+from pipeline.storage.database import safe_url
 from pipeline.storage.errors import SchemaNotReady
+from pipeline.storage.sql.engine import open_engine, translate_errors
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -51,7 +52,7 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> tuple[str | None, 
     return before, after
 
 
-def upgrade_database(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade_sql_database(url: str, revision: str = "head") -> tuple[str | None, str | None]:
     """Create or upgrade the history tables at ``url`` (idempotent); returns (before, after)."""
     engine = open_engine(url)
     try:

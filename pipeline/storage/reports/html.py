@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from html import escape
 
-from pipeline.storage.funnel import FunnelReport, GroupFunnel
-from pipeline.storage.report_text import duration, window_text
+from pipeline.storage.reports.text import duration, window_text
+from pipeline.storage.reports.types import FunnelReport, GroupFunnel
 
 _WIDTH = 720
 _LABEL = 110  # left column: stage names

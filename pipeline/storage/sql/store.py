@@ -1,4 +1,4 @@
-"""The SQLAlchemy adapter of :class:`~.protocol.HistoryStore`, for SQLite and PostgreSQL.
+"""The SQLAlchemy adapter of :class:`~pipeline.storage.port.HistoryStore`, for SQLite and PostgreSQL.
 
 Writes are multi-row ``INSERT ... ON CONFLICT`` statements (SQLAlchemy's "insertmanyvalues"
 batching on both dialects): transitions and alerts ``DO NOTHING`` on their ids, contacts
@@ -15,13 +15,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
-from pipeline.storage import rows
-from pipeline.storage.database import open_engine, resolve_url, safe_url, translate_errors
+from pipeline.storage.database import resolve_url, safe_url
 from pipeline.storage.errors import InvalidAcknowledgement, UnknownAlert
-from pipeline.storage.funnel import FunnelReport, compute_funnel
-from pipeline.storage.migrate import require_current_schema
-from pipeline.storage.protocol import Acknowledgement, ContactHistory, GroupBy, StoredAlert
-from pipeline.storage.tables import alerts, contacts, transitions
+from pipeline.storage.port import Acknowledgement
+from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupBy, StoredAlert
+from pipeline.storage.sql import rows
+from pipeline.storage.sql.engine import open_engine, translate_errors
+from pipeline.storage.sql.funnel import compute_funnel
+from pipeline.storage.sql.migrate import require_current_schema
+from pipeline.storage.sql.tables import alerts, contacts, transitions
 
 _UPDATED_COLUMNS = [c.name for c in contacts.columns if c.name != "contact_id"]
 
@@ -39,7 +41,8 @@ def _newest_per_contact(snapshots: Sequence[ContactSnapshot]) -> list[ContactSna
 
 class SqlHistoryStore:
     """History in a SQL database. ``SqlHistoryStore(url)`` opens it and checks the schema is at
-    the newest revision (:class:`~.errors.SchemaNotReady` otherwise)."""
+    the newest revision (:class:`~pipeline.storage.errors.SchemaNotReady` otherwise). Callers
+    outside the storage package open it through :func:`pipeline.storage.open_history_store`."""
 
     def __init__(
         self, url: str | None = None, *, clock: Callable[[], datetime] | None = None, check_schema: bool = True

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from pipeline.state_machine.clock import from_datetime, parse_rfc3339, to_rfc3339
 from pipeline.state_machine.records import Transition
-from pipeline.storage.funnel import FunnelReport, GroupFunnel
-from pipeline.storage.protocol import ContactHistory, StoredAlert
-from pipeline.storage.rows import format_time, micros
+from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupFunnel, StoredAlert
+
+
+def format_time(dt: datetime) -> str:
+    """A report bound in the engine's RFC 3339 form (UTC, ``Z``)."""
+    return to_rfc3339(from_datetime(dt))
 
 
 def duration(seconds: float | None) -> str:
@@ -94,8 +99,8 @@ def _alert_line(stored: StoredAlert) -> str:
     if stored.acknowledged_at is None:
         ack = "NOT acknowledged"
     else:
-        late = micros(stored.acknowledged_at) > micros(a.respond_by)
-        taken = (micros(stored.acknowledged_at) - micros(a.occurred_at)) / 1e6
+        late = parse_rfc3339(stored.acknowledged_at) > parse_rfc3339(a.respond_by)
+        taken = (parse_rfc3339(stored.acknowledged_at) - parse_rfc3339(a.occurred_at)) / 1e6
         ack = f"acknowledged {stored.acknowledged_at} (after {duration(taken)}{', LATE' if late else ''})"
     return (
         f"{a.occurred_at}  ALERT {a.type} {a.alert_id} at stage {a.stage}, score {a.score:g}; "

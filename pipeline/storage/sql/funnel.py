@@ -1,30 +1,15 @@
-"""The funnel report: per first-touch group, how many contacts reach each stage, how fast they
-move on, where they fall back, and how quickly sales acts on their ``became_hot`` alerts.
+"""The funnel queries on SQL: per first-touch group, contacts per stage reached, completed stays,
+regressions and ``became_hot`` alerts, counted by the database.
 
-Counting rules (also in docs/storage.md):
-
-- Population: every contact with a row in ``contacts`` or a transition (of the model); with a
-  window, the contacts with at least one transition in it.
-- A contact *reached* stage S when one of its stage transitions (in the window) is an advance to S
-  or above, or a regression from S or above (it was there). Skipped stages count as reached. Every
-  contact of the population reached the first stage. The reached counts are therefore monotone.
-- Conversion S→next = reached(next) / reached(S).
-- Time in stage: completed stays only — from a stage transition into S (in the window) to the
-  contact's next stage transition; the median over those stays.
-- Regressions out of S: regression transitions whose ``from`` is S (and the distinct contacts).
-- Alerts: ``became_hot`` alerts raised in the window, grouped by their own first touch;
-  acknowledged, acknowledged by ``respond_by`` (speed to lead), median time to acknowledgement.
-
+The counting rules are in :mod:`pipeline.storage.reports.funnel`, which assembles the report.
 Medians are computed by PostgreSQL (``percentile_cont`` with grouping sets) or, on SQLite, in
 Python over the fetched durations.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
@@ -44,46 +29,9 @@ from sqlalchemy import (
 )
 
 from pipeline.state_machine.model import Model
-from pipeline.storage.protocol import GroupBy
-from pipeline.storage.tables import UtcDateTime, alerts, contacts, transitions
-
-NO_VALUE = "(none)"  # the contact's first touch has no value for this field
-NO_CONTACT = "(no contact row)"  # transitions of a contact whose snapshot is not stored
-TOTAL = "all"  # the name of the all-groups row in reports
-_TOTAL_KEY = "\x00total"  # internal key of that row: PostgreSQL text cannot hold NUL, so no group collides
-
-
-@dataclass(frozen=True, slots=True)
-class StageFigures:
-    stage: str
-    reached: int
-    conversion_to_next: float | None  # None for the last stage, or when nobody reached this one
-    stays: int  # completed stays measured for the median
-    median_seconds_in_stage: float | None
-    regressed_contacts: int
-    regressions: int
-
-
-@dataclass(frozen=True, slots=True)
-class GroupFunnel:
-    group: str
-    contacts: int
-    stages: tuple[StageFigures, ...]
-    hot_alerts: int
-    acknowledged: int
-    acknowledged_in_time: int  # by respond_by
-    median_seconds_to_ack: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelReport:
-    model: str
-    by: GroupBy
-    since: datetime | None
-    until: datetime | None
-    groups: tuple[GroupFunnel, ...]  # most contacts first
-    total: GroupFunnel
-
+from pipeline.storage.reports.funnel import TOTAL_KEY, FunnelCounts, Medians, assemble_funnel, medians_of
+from pipeline.storage.reports.types import NO_CONTACT, NO_VALUE, FunnelReport, GroupBy
+from pipeline.storage.sql.tables import UtcDateTime, alerts, contacts, transitions
 
 _CONTACT_COLUMN = {
     "source": contacts.c.first_touch_source,
@@ -116,11 +64,9 @@ def _contact_group(by: GroupBy) -> ColumnElement[str]:
     return case((contacts.c.contact_id.is_(None), NO_CONTACT), else_=func.coalesce(_CONTACT_COLUMN[by], NO_VALUE))
 
 
-def _medians(
-    connection: Connection, query: Select[Any], grouped_by_key: bool
-) -> dict[tuple[str, Hashable], tuple[int, float | None]]:
+def _medians(connection: Connection, query: Select[Any], grouped_by_key: bool) -> Medians:
     """(group, key) -> (count, median seconds) over rows (group, key, start, end) of ``query``;
-    the group ``_TOTAL_KEY`` holds the figures over all groups."""
+    the group ``TOTAL_KEY`` holds the figures over all groups."""
     rows = query.subquery()
     group, key, start, end = rows.c
     if connection.dialect.name == "postgresql":
@@ -131,16 +77,14 @@ def _medians(
         )
         aggregated = select(group, key if grouped_by_key else literal(None), func.count(), median).group_by(sets)
         return {
-            (_TOTAL_KEY if g is None else g, k): (n, None if m is None else float(m))
+            (TOTAL_KEY if g is None else g, k): (n, None if m is None else float(m))
             for g, k, n, m in connection.execute(aggregated)
         }
-    durations: dict[tuple[str, Hashable], list[float]] = defaultdict(list)
-    for g, k, started, ended in connection.execute(select(rows)):
-        seconds_taken = (ended - started).total_seconds()
-        k = k if grouped_by_key else None
-        durations[(g, k)].append(seconds_taken)
-        durations[(_TOTAL_KEY, k)].append(seconds_taken)
-    return {gk: (len(v), statistics.median(v)) for gk, v in durations.items()}
+    durations: list[tuple[str, Hashable, float]] = [
+        (g, k if grouped_by_key else None, (ended - started).total_seconds())
+        for g, k, started, ended in connection.execute(select(rows))
+    ]
+    return medians_of(durations)
 
 
 def compute_funnel(
@@ -242,26 +186,5 @@ def compute_funnel(
         grouped_by_key=False,
     )
 
-    def figures(g: str, tops: Sequence[int]) -> GroupFunnel:
-        reached = [sum(tops[i:]) for i in range(len(stages))]
-        rows = []
-        for i, stage in enumerate(stages):
-            n_stays, median = stay_medians.get((g, stage), (0, None))
-            n_regress, n_regressed = regressions.get((g, stage), (0, 0))
-            conversion = reached[i + 1] / reached[i] if i + 1 < len(stages) and reached[i] else None
-            rows.append(StageFigures(stage, reached[i], conversion, n_stays, median, n_regressed, n_regress))
-        hot, acked, in_time = alert_counts.get(g, (0, 0, 0))
-        return GroupFunnel(g, reached[0], tuple(rows), hot, acked, in_time, ack_medians.get((g, None), (0, None))[1])
-
-    names = set(at_top) | set(alert_counts) | {g for g, _stage in regressions}
-    total_tops = [sum(tops[i] for tops in at_top.values()) for i in range(len(stages))]
-    for stage in stages:
-        per_group = [v for (g, s), v in regressions.items() if s == stage]
-        regressions[(_TOTAL_KEY, stage)] = (sum(n for n, _ in per_group), sum(d for _, d in per_group))
-    hot_counts = list(alert_counts.values())
-    alert_counts[_TOTAL_KEY] = (
-        sum(v[0] for v in hot_counts), sum(v[1] for v in hot_counts), sum(v[2] for v in hot_counts)
-    )
-    groups = sorted((figures(g, at_top[g]) for g in names), key=lambda f: (-f.contacts, -f.hot_alerts, f.group))
-    total = figures(_TOTAL_KEY, total_tops)
-    return FunnelReport(model.label, by, since, until, tuple(groups), replace(total, group=TOTAL))
+    counts = FunnelCounts(dict(at_top), regressions, stay_medians, alert_counts, ack_medians)
+    return assemble_funnel(model, by, since, until, counts)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from pipeline.state_machine.clock import from_datetime, parse_rfc3339, to_rfc3339
+from pipeline.state_machine.clock import from_datetime, to_rfc3339
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -28,10 +28,6 @@ def parse_time(text: str) -> datetime:
 def format_time(dt: datetime) -> str:
     """The engine's RFC 3339 form of a stored time (UTC, ``Z``, microseconds only when non-zero)."""
     return to_rfc3339(from_datetime(dt))
-
-
-def micros(text: str) -> int:
-    return parse_rfc3339(text)
 
 
 def transition_row(t: Transition) -> dict[str, Any]:
