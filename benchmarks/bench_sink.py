@@ -77,10 +77,10 @@ async def ceiling(settings: Settings, total: int) -> float:
     broker = settings.broker
     consumer = AIOKafkaConsumer(*decoders, bootstrap_servers=settings.bootstrap, group_id=f"{settings.app_id}-ceiling",
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=1000,
-                                fetch_max_wait_ms=broker["fetch_max_wait_ms"],
-                                session_timeout_ms=broker["session_timeout_ms"],
-                                heartbeat_interval_ms=broker["heartbeat_interval_ms"],
-                                rebalance_timeout_ms=broker["rebalance_timeout_ms"])
+                                fetch_max_wait_ms=broker.fetch_max_wait_ms,
+                                session_timeout_ms=broker.session_timeout_ms,
+                                heartbeat_interval_ms=broker.heartbeat_interval_ms,
+                                rebalance_timeout_ms=broker.rebalance_timeout_ms)
     await consumer.start()
     seen, first = 0, 0.0
     try:

@@ -58,7 +58,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic
 
-from pipeline.config.settings import BROKER_PROFILES, Settings, from_env
+from pipeline.config.profiles import TANSU
+from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import stop_process, wait_ready, worker_process
 from pipeline.devtools.simulator import simulate
@@ -67,7 +68,6 @@ from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, 
 
 PARTITIONS = 4
 PROBE_INTERVAL = 0.1  # seconds between demo_request probes in (d)
-TANSU = BROKER_PROFILES["tansu"]
 WEBSITE = {"page_view", "form_submit", "signup", "content_download", "demo_request", "trial_start",
            "offer_claimed", "event_attended", "add_to_cart", "checkout_start", "membership_joined",
            "review_submitted"}
@@ -79,12 +79,12 @@ bootstrap, topic = os.environ["NAIVE_BOOTSTRAP"], os.environ["NAIVE_TOPIC"]
 total = int(os.environ["NAIVE_TOTAL"])
 app = faust.App(os.environ["NAIVE_APP"], broker=f"kafka://{{bootstrap}}", store="memory://",
                 topic_partitions={PARTITIONS}, topic_replication_factor=1,
-                broker_session_timeout={TANSU["session_timeout_ms"] / 1000},
-                broker_heartbeat_interval={TANSU["heartbeat_interval_ms"] / 1000},
-                broker_rebalance_timeout={TANSU["rebalance_timeout_ms"] / 1000},
+                broker_session_timeout={TANSU.session_timeout_ms / 1000},
+                broker_heartbeat_interval={TANSU.heartbeat_interval_ms / 1000},
+                broker_rebalance_timeout={TANSU.rebalance_timeout_ms / 1000},
                 consumer_auto_offset_reset="earliest", web_enabled=False,
                 producer_max_batch_size=int(os.environ["NAIVE_BATCH_BYTES"]))
-app.transport = LeadflowTransport(app.conf.broker_consumer, app, fetch_max_wait_ms={TANSU["fetch_max_wait_ms"]})
+app.transport = LeadflowTransport(app.conf.broker_consumer, app, fetch_max_wait_ms={TANSU.fetch_max_wait_ms})
 source = app.topic(topic, value_serializer="raw")
 contacts = app.Table("naive-contacts", default=dict)
 seen = [0, 0.0]
@@ -196,7 +196,7 @@ class Measured:
 
 async def _raw(bootstrap: str, topic: str, total: int) -> tuple[int, float]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=TANSU["fetch_max_wait_ms"],
+                                fetch_max_wait_ms=TANSU.fetch_max_wait_ms,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
@@ -482,7 +482,7 @@ def latency(base: Settings, seconds: float, workdir: Path, window_ms: float, rat
         if not positioned.wait(30):
             raise RuntimeError("the alerts listener could not position itself")
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=0,
-                                 batch_size=settings.broker["producer_batch_bytes"])
+                                 batch_size=settings.broker.producer_batch_bytes)
         sent: dict[str, float] = {}
         topic = names.inputs["website"]
         try:
@@ -633,7 +633,7 @@ def main() -> int:
 
                 ceiling = raw_ceiling(broker.bootstrap, names.inputs["website"], len(messages), broker_pid)
                 print(f"(a) raw aiokafka consume + decode: {ceiling.rate:,.0f} events/s", flush=True)
-                batch = TANSU["producer_batch_bytes"] if args.naive_changelog == "batched" else 1
+                batch = TANSU.producer_batch_bytes if args.naive_changelog == "batched" else 1
                 naive_profile = workdir / "naive.pyspy.txt" if args.profile else None
                 naive = naive_agent(broker.bootstrap, naive_topic, len(messages), workdir, batch, stack, broker_pid,
                                     naive_profile)

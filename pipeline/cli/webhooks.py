@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 from pipeline.cli.common import (
@@ -22,15 +21,20 @@ from pipeline.cli.common import (
     model_option,
     settings_from_args,
 )
-from pipeline.webhooks.config import ENV_VAR, load_config
+from pipeline.config.env import SettingsError
+from pipeline.webhooks.config import (
+    DEFAULT_PORT,
+    ENV_VAR,
+    PORT_ENV_VAR,
+    config_path_from_env,
+    load_config,
+    web_port_from_env,
+)
 from pipeline.webhooks.errors import ConfigError
-
-PORT_ENV_VAR = "LEADFLOW_WEBHOOKS_WEB_PORT"
-DEFAULT_PORT = 6068
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    path = args.config or os.environ.get(ENV_VAR)
+    path = args.config or config_path_from_env()
     if not path:
         raise CliError(f"no subscriptions file: give --config FILE or set {ENV_VAR}")
     settings = settings_from_args(args)
@@ -54,10 +58,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         return 0
     port = args.web_port
     if port is None:
-        raw = os.environ.get(PORT_ENV_VAR) or str(DEFAULT_PORT)
-        if not raw.isdigit():
-            raise CliError(f"{PORT_ENV_VAR}={raw!r} is not a port number")
-        port = int(raw)
+        try:
+            port = web_port_from_env()
+        except SettingsError as exc:
+            raise CliError(str(exc)) from exc
     logging.basicConfig(
         level=getattr(logging, args.loglevel.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -67,12 +71,13 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     from pipeline.webhooks.service import ensure_deadletter_topic, serve
 
     if not args.no_create_topics:
+        from pipeline.config.topics import TopicNames
         from pipeline.kafka.tools import ensure_topics
 
         try:
             created = ensure_topics(settings)
             if ensure_deadletter_topic(settings):
-                created.append(settings.topic("webhooks.deadletter"))
+                created.append(TopicNames.of(settings).webhooks_deadletter)
         except Exception as exc:  # kafka-python raises many kinds; all mean "cannot reach Kafka"
             raise CliError(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
         if created:

@@ -1,18 +1,20 @@
 """Configuration of the HTTP collector (``LEADFLOW_COLLECTOR_*`` variables).
 
 The broker connection (bootstrap servers, broker profile, topic prefix) comes from the shared
-:class:`~pipeline.settings.Settings`; this module holds what only the collector needs: where it
-listens, who may write to which source, which browser origins may call it, and how it treats
-client addresses. Every problem raises :class:`CollectorConfigError` naming the variable.
+:class:`~pipeline.config.settings.Settings`; this module holds what only the collector needs: where
+it listens, who may write to which source, which browser origins may call it, and how it treats
+client addresses. Variables are read with :class:`~pipeline.config.env.EnvReader`; every problem
+raises :class:`CollectorConfigError` (a :class:`~pipeline.config.env.SettingsError`) naming the
+variable.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pipeline.config.env import EnvReader, SettingsError
 from pipeline.state_machine import SOURCES
 
 #: Largest request body, in bytes (the input topics' batch limit).
@@ -23,7 +25,7 @@ MAX_EVENTS_PER_REQUEST = 500
 IP_MODES = ("truncate", "full", "drop")
 
 
-class CollectorConfigError(ValueError):
+class CollectorConfigError(SettingsError):
     """A ``LEADFLOW_COLLECTOR_*`` variable has a value the collector cannot use; the message names it."""
 
 
@@ -107,52 +109,20 @@ def parse_origins(text: str, name: str = "LEADFLOW_COLLECTOR_CORS_ORIGINS") -> f
     return frozenset(origins)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise CollectorConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise CollectorConfigError(f"{name}={raw!r} must be at least {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise CollectorConfigError(f"{name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise CollectorConfigError(f"{name}={raw!r} must be greater than 0")
-    return value
-
-
-def config_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> CollectorConfig:
+def config_from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -> CollectorConfig:
     """The collector configuration from ``LEADFLOW_COLLECTOR_*`` variables; keyword overrides win."""
-    env = os.environ if env is None else env
-    ip_mode = (env.get("LEADFLOW_COLLECTOR_IP") or "truncate").strip()
-    if ip_mode not in IP_MODES:
-        raise CollectorConfigError(f"LEADFLOW_COLLECTOR_IP={ip_mode!r}: choose one of {', '.join(IP_MODES)}")
-    access_log = (env.get("LEADFLOW_COLLECTOR_ACCESS_LOG") or "0").strip().lower()
-    if access_log not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
-        raise CollectorConfigError(f"LEADFLOW_COLLECTOR_ACCESS_LOG={access_log!r}: use 1 or 0")
+    read = EnvReader(env, CollectorConfigError)
     config = CollectorConfig(
-        bind=(env.get("LEADFLOW_COLLECTOR_BIND") or "127.0.0.1").strip(),
-        port=_int(env, "LEADFLOW_COLLECTOR_PORT", 8080),
-        write_keys=parse_write_keys(env.get("LEADFLOW_COLLECTOR_WRITE_KEYS") or ""),
-        cors_origins=parse_origins(env.get("LEADFLOW_COLLECTOR_CORS_ORIGINS") or ""),
-        ip_mode=ip_mode,
-        trusted_proxies=_int(env, "LEADFLOW_COLLECTOR_TRUSTED_PROXIES", 0),
-        publish_timeout=_float(env, "LEADFLOW_COLLECTOR_PUBLISH_TIMEOUT", 10.0),
-        retry_after=_int(env, "LEADFLOW_COLLECTOR_RETRY_AFTER", 2, minimum=1),
-        max_inflight=_int(env, "LEADFLOW_COLLECTOR_MAX_INFLIGHT", 256, minimum=1),
-        linger_ms=_int(env, "LEADFLOW_COLLECTOR_LINGER_MS", 0),
-        access_log=access_log in ("1", "true", "yes", "on"),
+        bind=read.text("LEADFLOW_COLLECTOR_BIND", "127.0.0.1"),
+        port=read.port("LEADFLOW_COLLECTOR_PORT", 8080),
+        write_keys=parse_write_keys(read.raw("LEADFLOW_COLLECTOR_WRITE_KEYS")),
+        cors_origins=parse_origins(read.raw("LEADFLOW_COLLECTOR_CORS_ORIGINS")),
+        ip_mode=read.choice("LEADFLOW_COLLECTOR_IP", IP_MODES, "truncate"),
+        trusted_proxies=read.integer("LEADFLOW_COLLECTOR_TRUSTED_PROXIES", 0),
+        publish_timeout=read.duration("LEADFLOW_COLLECTOR_PUBLISH_TIMEOUT", 10.0, positive=True),
+        retry_after=read.integer("LEADFLOW_COLLECTOR_RETRY_AFTER", 2, minimum=1),
+        max_inflight=read.integer("LEADFLOW_COLLECTOR_MAX_INFLIGHT", 256, minimum=1),
+        linger_ms=read.integer("LEADFLOW_COLLECTOR_LINGER_MS", 0),
+        access_log=read.flag("LEADFLOW_COLLECTOR_ACCESS_LOG", False),
     )
     return config.with_(**overrides) if overrides else config

@@ -25,11 +25,15 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.collector.metrics import BROKER_UP, PUBLISH_SECONDS
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
+from pipeline.kafka.options import producer_options
+from pipeline.kafka.retry import Backoff, Retry, retry_until
 
 log = logging.getLogger(__name__)
 
 #: Longest a readiness probe waits for the broker's metadata answer.
 READINESS_TIMEOUT = 3.0
+#: Reconnecting at startup: 0.5 s doubling to 5 s (not 10 s: until connected every request gets 503).
+CONNECT_BACKOFF = Backoff(first=0.5, maximum=5.0)
 
 
 class BrokerUnavailable(Exception):
@@ -54,17 +58,14 @@ class Publisher:
         self._probe_lock = asyncio.Lock()
 
     def _options(self) -> dict[str, Any]:
-        broker = self.settings.broker
-        return {
-            "bootstrap_servers": self.settings.bootstrap,
-            "client_id": f"{self.settings.app_id}-collector",
-            "acks": "all",
-            "enable_idempotence": bool(broker.get("producer_idempotence", False)),
-            "linger_ms": self.config.linger_ms,
-            "max_batch_size": broker["producer_batch_bytes"],
-            "request_timeout_ms": int(self.config.publish_timeout * 1000),
-            "retry_backoff_ms": 100,
-        }
+        return producer_options(
+            self.settings,
+            f"{self.settings.app_id}-collector",
+            idempotent=True,
+            linger_ms=self.config.linger_ms,
+            request_timeout_ms=int(self.config.publish_timeout * 1000),
+            retry_backoff_ms=100,
+        )
 
     @property
     def connected(self) -> bool:
@@ -77,23 +78,29 @@ class Publisher:
             self._connecting = asyncio.create_task(self._connect(), name="collector-producer-connect")
 
     async def _connect(self) -> None:
-        delay = 0.5
-        while True:
+        """Start the producer, retrying with backoff until the broker answers (or cancelled)."""
+
+        async def start() -> AIOKafkaProducer:
             producer = AIOKafkaProducer(**self._options())
             try:
                 await producer.start()
-            except Exception as exc:  # aiokafka raises several kinds; all mean "not reachable yet"
-                log.warning("collector: cannot reach the broker at %s (%s); retrying in %.1fs",
-                            self.settings.bootstrap, exc, delay)
+            except BaseException:
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._producer = producer
-            BROKER_UP.set(1)
-            log.info("collector: producer connected to %s", self.settings.bootstrap)
+                raise
+            return producer
+
+        def failed(exc: BaseException, delay: float) -> None:
+            # aiokafka raises several kinds; all mean "not reachable yet"
+            log.warning("collector: cannot reach the broker at %s (%s); retrying in %.1fs",
+                        self.settings.bootstrap, exc, delay)
+
+        producer = await retry_until(start, Retry(CONNECT_BACKOFF), on_failure=failed)
+        if producer is None:  # pragma: no cover - no stopping event: only cancellation ends the loop
             return
+        self._producer = producer
+        BROKER_UP.set(1)
+        log.info("collector: producer connected to %s", self.settings.bootstrap)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop connecting; flush what is buffered (at most ``timeout`` seconds) and close."""

@@ -1,51 +1,24 @@
-"""Worker configuration from environment variables, with broker profiles.
+"""Worker configuration from ``LEADFLOW_*`` environment variables.
 
-Every setting has a production default for Apache Kafka; the ``tansu`` profile changes only what
-the embedded test/demo broker needs (short session timeouts, short fetch waits). Nothing else in
-the code knows which broker it talks to.
+Every setting has a production default for Apache Kafka; the broker profile
+(:mod:`pipeline.config.profiles`) changes only what the embedded test/demo broker needs. Variables
+are parsed by :class:`~pipeline.config.env.EnvReader`; a bad value raises :class:`SettingsError`
+naming the variable.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from pipeline.config.env import EnvReader, SettingsError
+from pipeline.config.profiles import BROKER_PROFILES, BrokerProfile
 
-class SettingsError(ValueError):
-    """An environment variable has a value Leadflow cannot use; the message names it."""
+__all__ = ["BROKER_PROFILES", "BrokerProfile", "Settings", "SettingsError", "from_env"]
 
-
-#: Broker-specific client settings. Only these differ between Apache Kafka and Tansu.
-BROKER_PROFILES: dict[str, dict[str, Any]] = {
-    "kafka": {
-        "session_timeout_ms": 30_000,
-        "heartbeat_interval_ms": 3_000,
-        "rebalance_timeout_ms": 60_000,
-        "fetch_max_wait_ms": 100,
-        "replication_factor": 3,
-        "producer_batch_bytes": 16_384,
-        "changelog_batch_bytes": 16_384,
-        "producer_idempotence": True,  # the collector's producer: no duplicates from its own retries
-    },
-    # Tansu (embedded broker for tests and the demo): the first group join waits one full session
-    # timeout, and a fetch holds about half of fetch_max_wait_ms even when data is ready.
-    # Tansu 0.6 reports a partition's end offset as (base offset of the last record batch + 1):
-    # after a batch of several records the reported end is short, and a reader that stops at the
-    # end offset (Faust's changelog recovery!) misses records. The changelog is therefore written
-    # one record per batch; other topics batch normally and our readers never trust the end offset.
-    "tansu": {
-        "session_timeout_ms": 6_000,
-        "heartbeat_interval_ms": 1_000,
-        "rebalance_timeout_ms": 6_000,
-        "fetch_max_wait_ms": 20,
-        "replication_factor": 1,
-        "producer_batch_bytes": 16_384,
-        "changelog_batch_bytes": 1,
-        "producer_idempotence": False,  # Tansu 0.6 answers InitProducerId with an error
-    },
-}
+#: Profile fields an explicit ``Settings.client`` mapping may override.
+_PROFILE_FIELDS = frozenset(f.name for f in fields(BrokerProfile)) - {"name"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +49,26 @@ class Settings:
     contact_snapshots: bool = True
     db_url: str | None = None  # the history database of `leadflow sink` (LEADFLOW_DB)
     sink_batch: int = 1000  # records per database transaction of the history sink
+    #: Explicit overrides of broker profile fields (e.g. ``{"fetch_max_wait_ms": 50}``).
     client: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def broker(self) -> dict[str, Any]:
-        """The profile's client settings, with explicit overrides applied."""
-        merged = dict(BROKER_PROFILES[self.profile])
-        merged.update(self.client)
+    def broker(self) -> BrokerProfile:
+        """The chosen broker profile, with explicit settings applied over it."""
+        try:
+            profile = BROKER_PROFILES[self.profile]
+        except KeyError:
+            raise SettingsError(
+                f"unknown broker profile {self.profile!r}: choose one of {', '.join(BROKER_PROFILES)}"
+            ) from None
+        changes = dict(self.client)
+        unknown = sorted(changes.keys() - _PROFILE_FIELDS)
+        if unknown:
+            raise SettingsError(f"unknown broker client setting(s) {', '.join(unknown)}: "
+                                f"use {', '.join(sorted(_PROFILE_FIELDS))}")
         if self.replication_factor is not None:
-            merged["replication_factor"] = self.replication_factor
-        return merged
+            changes["replication_factor"] = self.replication_factor
+        return replace(profile, **changes) if changes else profile
 
     @property
     def table_store(self) -> str:
@@ -133,63 +116,28 @@ class Settings:
         return env
 
 
-def _number(env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < 0:
-        raise SettingsError(f"{name}={raw!r} must not be negative")
-    return value
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={raw!r}: use 1/true/yes/on or 0/false/no/off")
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = env.get(name) or default
-    if value not in allowed:
-        raise SettingsError(f"{name}={value!r}: choose one of {', '.join(allowed)}")
-    return value
-
-
-def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+def from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
     """Settings from ``LEADFLOW_*`` environment variables; keyword overrides win."""
-    env = os.environ if env is None else env
+    read = EnvReader(env)
     settings = Settings(
-        bootstrap=env.get("LEADFLOW_KAFKA") or "localhost:9092",
-        profile=_choice(env, "LEADFLOW_BROKER_PROFILE", tuple(BROKER_PROFILES), "kafka"),
-        topic_prefix=env.get("LEADFLOW_TOPIC_PREFIX", ""),
-        partitions=_number(env, "LEADFLOW_PARTITIONS", int, 8),
-        app_id=env.get("LEADFLOW_APP_ID") or "leadflow",
-        model=env.get("LEADFLOW_MODEL") or None,
-        sweep_interval=_number(env, "LEADFLOW_SWEEP_INTERVAL", float, 1.0),
-        sweep_clock=_choice(env, "LEADFLOW_SWEEP_CLOCK", ("wall", "event"), "wall"),
-        reorder_window=_number(env, "LEADFLOW_REORDER_WINDOW_MS", float, 50.0) / 1000.0,
-        ingest_batch=_number(env, "LEADFLOW_INGEST_BATCH", int, 2000),
-        store=_choice(env, "LEADFLOW_STORE", ("auto", "memory", "rocksdb"), "auto"),
-        data_dir=env.get("LEADFLOW_DATA_DIR") or "./leadflow-data",
-        web_port=_number(env, "LEADFLOW_WEB_PORT", int, 6066),
-        web_bind=env.get("LEADFLOW_WEB_BIND") or "127.0.0.1",
-        metrics=_flag(env, "LEADFLOW_METRICS", True),
-        replication_factor=_number(env, "LEADFLOW_REPLICATION_FACTOR", int, None),
-        contact_snapshots=_flag(env, "LEADFLOW_CONTACT_SNAPSHOTS", True),
-        db_url=env.get("LEADFLOW_DB") or None,
-        sink_batch=_number(env, "LEADFLOW_SINK_BATCH", int, 1000),
+        bootstrap=read.text("LEADFLOW_KAFKA", "localhost:9092"),
+        profile=read.choice("LEADFLOW_BROKER_PROFILE", tuple(BROKER_PROFILES), "kafka"),
+        topic_prefix=read.text("LEADFLOW_TOPIC_PREFIX", ""),
+        partitions=read.integer("LEADFLOW_PARTITIONS", 8, minimum=1),
+        app_id=read.text("LEADFLOW_APP_ID", "leadflow"),
+        model=read.text("LEADFLOW_MODEL"),
+        sweep_interval=read.duration("LEADFLOW_SWEEP_INTERVAL", 1.0),
+        sweep_clock=read.choice("LEADFLOW_SWEEP_CLOCK", ("wall", "event"), "wall"),
+        reorder_window=read.duration("LEADFLOW_REORDER_WINDOW_MS", 50.0, unit="ms"),
+        ingest_batch=read.integer("LEADFLOW_INGEST_BATCH", 2000),
+        store=read.choice("LEADFLOW_STORE", ("auto", "memory", "rocksdb"), "auto"),
+        data_dir=read.text("LEADFLOW_DATA_DIR", "./leadflow-data"),
+        web_port=read.port("LEADFLOW_WEB_PORT", 6066),
+        web_bind=read.text("LEADFLOW_WEB_BIND", "127.0.0.1"),
+        metrics=read.flag("LEADFLOW_METRICS", True),
+        replication_factor=read.integer("LEADFLOW_REPLICATION_FACTOR", None),
+        contact_snapshots=read.flag("LEADFLOW_CONTACT_SNAPSHOTS", True),
+        db_url=read.text("LEADFLOW_DB"),
+        sink_batch=read.integer("LEADFLOW_SINK_BATCH", 1000, minimum=1),
     )
-    if settings.sink_batch < 1:
-        raise SettingsError("LEADFLOW_SINK_BATCH must be at least 1")
-    if settings.partitions < 1:
-        raise SettingsError("LEADFLOW_PARTITIONS must be at least 1")
     return settings.with_(**overrides) if overrides else settings

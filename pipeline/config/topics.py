@@ -1,4 +1,4 @@
-"""Topic names, partitioning and routing by contact.
+"""Topic names (every topic Leadflow reads or writes), partitioning and routing by contact.
 
 Inputs take one JSON envelope or a JSON array of envelopes per message. Everything one contact
 does is routed to one partition of the internal ``contact-events`` topic (and of the contact
@@ -19,6 +19,8 @@ TRANSITIONS = "lead.transitions"
 ALERTS = "lead.alerts"
 CONTACTS = "lead.contacts"  # each contact's newest snapshot, keyed by contact (compacted on Kafka)
 DEADLETTER = "events.deadletter"
+#: What a webhook subscription gave up on (created by ``leadflow webhooks``, not by ``leadflow topics``).
+WEBHOOKS_DEADLETTER = "webhooks.deadletter"
 CONTACT_EVENTS = "leadflow.contact-events"
 CONTACTS_TABLE = "contacts"
 
@@ -38,6 +40,7 @@ class TopicNames:
     deadletter: str
     contact_events: str
     contacts: str
+    webhooks_deadletter: str
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -48,6 +51,7 @@ class TopicNames:
             deadletter=settings.topic(DEADLETTER),
             contact_events=settings.topic(CONTACT_EVENTS),
             contacts=settings.topic(CONTACTS),
+            webhooks_deadletter=settings.topic(WEBHOOKS_DEADLETTER),
         )
 
     def family_of(self, topic: str) -> str | None:
@@ -66,6 +70,7 @@ class TopicNames:
         }
 
     def all(self) -> list[str]:
+        """The pipeline's topics (what ``leadflow topics`` creates; not ``webhooks_deadletter``)."""
         return [
             *self.inputs.values(), self.transitions, self.alerts, self.deadletter, self.contact_events, self.contacts
         ]

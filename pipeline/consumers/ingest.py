@@ -28,6 +28,8 @@ from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames, partition_for
 from pipeline.consumers import wire
 from pipeline.contracts import DeadLetter, decode_message, encode_deadletter
+from pipeline.kafka.options import consumer_options
+from pipeline.kafka.retry import Retry
 from pipeline.ops import metrics
 from pipeline.state_machine import Event
 
@@ -78,45 +80,41 @@ class SourceConsumer:
         self._consumer: AIOKafkaConsumer | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        broker = self.settings.broker
         return AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self.settings.bootstrap,
-            group_id=f"{self.settings.app_id}-ingest-{self.family}",
-            client_id=f"{self.settings.app_id}-ingest-{self.family}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.settings.ingest_batch,
-            fetch_max_wait_ms=broker["fetch_max_wait_ms"],
-            session_timeout_ms=broker["session_timeout_ms"],
-            heartbeat_interval_ms=broker["heartbeat_interval_ms"],
-            rebalance_timeout_ms=broker["rebalance_timeout_ms"],
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **consumer_options(
+                self.settings,
+                f"{self.settings.app_id}-ingest-{self.family}",
+                max_poll_records=self.settings.ingest_batch,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+            ),
         )
 
     async def run(self) -> None:
-        """Consume until cancelled; survives broker hiccups by retrying with backoff."""
-        delay = 0.5
+        """Consume until cancelled; survives broker hiccups by restarting with backoff."""
+        retry = Retry()
         while True:
             consumer = self._new_consumer()
             self._consumer = consumer
             self.committed = {}
+            delay: float | None = None
             try:
                 await consumer.start()
-                delay = 0.5
+                retry.succeeded()
                 await self._loop(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                delay = retry.failed()
                 log.exception("ingest %s: consumer failed; restarting in %.1fs", self.family, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
             finally:
                 self.assigned = False
                 try:
                     await consumer.stop()
                 except Exception:  # pragma: no cover - best effort on shutdown
                     log.debug("ingest %s: error while stopping consumer", self.family, exc_info=True)
+            if delay is not None:
+                await retry.pause(delay)
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while True:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +37,8 @@ from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
 from pipeline.contracts import DeadLetter, encode_deadletter
 from pipeline.contracts.deadletter import raw_text
+from pipeline.kafka.options import consumer_options, producer_options
+from pipeline.kafka.retry import Retry, retry_until
 from pipeline.ops import metrics
 from pipeline.ops.web import add_service_routes
 from pipeline.state_machine.clock import to_rfc3339
@@ -46,10 +47,6 @@ from pipeline.storage import HistoryStore, StorageError, StorageUnavailable, ope
 from pipeline.storage.database import resolve_url, safe_url
 
 log = logging.getLogger(__name__)
-
-#: Backoff between retries of a batch the database refused: 0.5 s doubling to 10 s, with jitter.
-RETRY_FIRST, RETRY_MAX = 0.5, 10.0
-
 
 @dataclass(slots=True)
 class SinkStats:
@@ -100,39 +97,29 @@ class SinkService:
     async def _open_store(self) -> HistoryStore | None:
         """The database, waiting (with backoff) while it is unreachable; ``None`` if stopped first.
         A database whose schema is not upgraded is an error (``leadflow db upgrade``), not a wait."""
-        delay = RETRY_FIRST
-        while not self._stopping.is_set():
-            try:
-                store = await asyncio.to_thread(open_history_store, self.url)
-            except StorageUnavailable as exc:
-                self._record_failure("unavailable", exc)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, RETRY_MAX)
-                continue
+        def failed(exc: BaseException, _delay: float) -> None:
+            assert isinstance(exc, StorageUnavailable)
+            self._record_failure("unavailable", exc)
+
+        store = await retry_until(
+            lambda: asyncio.to_thread(open_history_store, self.url),
+            Retry(stopping=self._stopping),
+            retry_on=StorageUnavailable,
+            on_failure=failed,
+        )
+        if store is not None:
             self._record_success()
-            return store
-        return None
+        return store
 
     async def run(self) -> None:
         """Open the database, consume until :meth:`stop`; always closes what it opened."""
         self._store = await self._open_store()
         if self._store is None:
             return
-        broker = self.settings.broker
         consumer = AIOKafkaConsumer(
-            *self._decoders,
-            bootstrap_servers=self.settings.bootstrap,
-            group_id=self.group_id,
-            client_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.batch_size,
-            fetch_max_wait_ms=broker["fetch_max_wait_ms"],
-            session_timeout_ms=broker["session_timeout_ms"],
-            heartbeat_interval_ms=broker["heartbeat_interval_ms"],
-            rebalance_timeout_ms=broker["rebalance_timeout_ms"],
+            *self._decoders, **consumer_options(self.settings, self.group_id, max_poll_records=self.batch_size)
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all")
+        producer = AIOKafkaProducer(**producer_options(self.settings))
         self._consumer, self._producer = consumer, producer
         try:
             await producer.start()
@@ -190,27 +177,30 @@ class SinkService:
         alerts: list[Alert],
         contacts: list[ContactSnapshot],
     ) -> None:
-        """Write one batch in one transaction; while the database refuses it, hold it and retry."""
-        assert self._store is not None
-        delay = RETRY_FIRST
+        """Write one batch in one transaction; while the database refuses it, hold it and retry
+        (until it is written: :meth:`stop` waits for the batch in hand)."""
+        store = self._store
+        assert store is not None
         paused: set[TopicPartition] = set()
-        while True:
-            try:
-                await asyncio.to_thread(self._store.write_batch, transitions, alerts, contacts)
-                break
-            except StorageError as exc:
-                reason = "unavailable" if isinstance(exc, StorageUnavailable) else "error"
-                self._record_failure(reason, exc)
-                if not paused:  # backpressure: fetch nothing more until this batch is written
-                    paused = set(consumer.assignment())
-                    consumer.pause(*paused)
-                wait = random.uniform(delay / 2, delay)
-                delay = min(delay * 2, RETRY_MAX)
-                # Poll the paused consumer while waiting: it returns nothing, but keeps this
-                # member alive in its group (max.poll.interval) however long the outage lasts.
-                deadline = time.monotonic() + wait
-                while (remaining := deadline - time.monotonic()) > 0:
-                    await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000) + 1)
+
+        def failed(exc: BaseException, _delay: float) -> None:
+            assert isinstance(exc, StorageError)
+            self._record_failure("unavailable" if isinstance(exc, StorageUnavailable) else "error", exc)
+            if not paused:  # backpressure: fetch nothing more until this batch is written
+                paused.update(consumer.assignment())
+                consumer.pause(*paused)
+
+        async def keep_polling(wait: float) -> None:
+            # Poll the paused consumer while waiting: it returns nothing, but keeps this
+            # member alive in its group (max.poll.interval) however long the outage lasts.
+            deadline = time.monotonic() + wait
+            while (remaining := deadline - time.monotonic()) > 0:
+                await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000) + 1)
+
+        async def write() -> None:
+            await asyncio.to_thread(store.write_batch, transitions, alerts, contacts)
+
+        await retry_until(write, Retry(sleep=keep_polling), retry_on=StorageError, on_failure=failed)
         if paused:
             consumer.resume(*consumer.assignment())
         self._record_success()

@@ -37,7 +37,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     roles.update({names.transitions: "output", names.alerts: "output", names.deadletter: "output"})
     roles[names.contact_events] = "internal"
     roles[names.contacts] = "snapshot"
-    replication = settings.broker["replication_factor"]
+    replication = settings.broker.replication_factor
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin")
     try:
         existing = set(admin.list_topics())
@@ -46,7 +46,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 name=topic,
                 num_partitions=settings.partitions,
                 replication_factor=replication,
-                topic_configs=TOPIC_CONFIGS[role] if settings.profile == "kafka" else {},
+                topic_configs=TOPIC_CONFIGS[role] if settings.broker.topic_configs else {},
             )
             for topic, role in roles.items()
             if topic not in existing
@@ -114,7 +114,7 @@ def produce_lines(
         acks="all",
         linger_ms=5,
         retries=5,
-        batch_size=settings.broker["producer_batch_bytes"],
+        batch_size=settings.broker.producer_batch_bytes,
         max_in_flight_requests_per_connection=1,  # keep each partition's order even on retries
     )
     started = time.monotonic()
@@ -148,7 +148,7 @@ def publish_sweep(settings: Settings, until: int) -> int:
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap,
         acks="all",
-        batch_size=settings.broker["producer_batch_bytes"],
+        batch_size=settings.broker.producer_batch_bytes,
         max_in_flight_requests_per_connection=1,
     )
     try:
@@ -187,7 +187,7 @@ def tail(
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
         group_id=None,
-        fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"],
+        fetch_max_wait_ms=settings.broker.fetch_max_wait_ms,
     )
     count = 0
     try:

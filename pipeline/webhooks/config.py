@@ -22,6 +22,9 @@ A file has optional delivery defaults and one entry per subscription::
     temperature_changes = false     # every temperature transition
 
 Every problem is reported at once, each naming the file and the field.
+
+The process's own variables (``LEADFLOW_WEBHOOKS``: the file; ``LEADFLOW_WEBHOOKS_WEB_PORT``) are
+read with :class:`~pipeline.config.env.EnvReader`, like every other ``LEADFLOW_*`` variable.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipeline.config.env import EnvReader
 from pipeline.webhooks.errors import ConfigError
 
 ENV_VAR = "LEADFLOW_WEBHOOKS"
+PORT_ENV_VAR = "LEADFLOW_WEBHOOKS_WEB_PORT"
+DEFAULT_PORT = 6068
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_SECRET_LENGTH = 16
 ANY = "*"
@@ -324,3 +330,14 @@ def load_config(
     """
     file = Path(path)
     return parse_config(_read(file), str(file), stages, env)
+
+
+def config_path_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The subscriptions file named by ``LEADFLOW_WEBHOOKS``, if any."""
+    return EnvReader(env).text(ENV_VAR)
+
+
+def web_port_from_env(env: Mapping[str, str] | None = None) -> int:
+    """The port of ``/metrics``, ``/healthz``, ``/readyz``: ``LEADFLOW_WEBHOOKS_WEB_PORT`` or 6068.
+    A bad value raises :class:`~pipeline.config.env.SettingsError` naming the variable."""
+    return EnvReader(env).port(PORT_ENV_VAR, DEFAULT_PORT)

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import msgspec
 
-TOPIC = "webhooks.deadletter"
 RETRIES_EXHAUSTED = "retries_exhausted"
 UNREADABLE_RECORD = "unreadable_record"
 

@@ -24,6 +24,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.options import consumer_options
+from pipeline.kafka.retry import Retry
 from pipeline.webhooks import metrics, sender
 from pipeline.webhooks.config import Subscription
 from pipeline.webhooks.events import UndeliverableRecord, select
@@ -77,18 +79,9 @@ class SubscriptionDeliverer:
 
     # ------------------------------------------------------------------------------ lifecycle
     def _new_consumer(self) -> AIOKafkaConsumer:
-        broker = self.settings.broker
         group = self.subscription.group_id(self.settings.app_id)
         return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap,
-            group_id=group,
-            client_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset=self.subscription.start_from,
-            fetch_max_wait_ms=broker["fetch_max_wait_ms"],
-            session_timeout_ms=broker["session_timeout_ms"],
-            heartbeat_interval_ms=broker["heartbeat_interval_ms"],
-            rebalance_timeout_ms=broker["rebalance_timeout_ms"],
+            **consumer_options(self.settings, group, auto_offset_reset=self.subscription.start_from)
         )
 
     async def run(self) -> None:
@@ -97,29 +90,29 @@ class SubscriptionDeliverer:
         self._retrier = Retrier(self.subscription, session, self.deadletters, self.stats, self.clock)
         if self._stopping.is_set():
             self._retrier.stop()
-        delay = 0.5
+        retry = Retry(stopping=self._stopping)
         try:
             while not self._stopping.is_set():
                 consumer = self._new_consumer()
                 self._consumer = consumer
+                delay: float | None = None
                 try:
                     await consumer.start()
                     consumer.subscribe(sorted(self.kinds), listener=_Rebalance(self))
                     self.failure = None
+                    retry.succeeded()  # connected: a later failure waits the first delay again
                     await self._loop(consumer)
-                    delay = 0.5
                 except Exception as exc:
                     self.failure = f"{type(exc).__name__}: {exc}"
+                    delay = retry.failed()
                     log.exception("webhooks %s: consumer failed; restarting in %.1fs", self.subscription.name, delay)
                 finally:
                     self.joined = False
                     await self._drain(consumer)
                     with contextlib.suppress(Exception):
                         await consumer.stop()
-                if not self._stopping.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), delay)
-                    delay = min(delay * 2, 10.0)
+                if delay is not None:
+                    await retry.pause(delay)
         finally:
             await session.close()
 

@@ -15,16 +15,13 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
+from pipeline.kafka.options import producer_options
+from pipeline.kafka.retry import Retry, retry_until
 from pipeline.ops.web import add_service_routes
 from pipeline.webhooks.config import WebhooksConfig
-from pipeline.webhooks.deadletter import TOPIC as DEADLETTER_TOPIC
 from pipeline.webhooks.deliverer import SubscriptionDeliverer
 
 log = logging.getLogger(__name__)
-
-
-def deadletter_topic(settings: Settings) -> str:
-    return settings.topic(DEADLETTER_TOPIC)
 
 
 def ensure_deadletter_topic(settings: Settings) -> bool:
@@ -35,15 +32,16 @@ def ensure_deadletter_topic(settings: Settings) -> bool:
 
     from pipeline.kafka.tools import RETENTION_MS
 
-    topic = deadletter_topic(settings)
+    topic = TopicNames.of(settings).webhooks_deadletter
+    profile = settings.broker
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-webhooks-admin")
     try:
         if topic in set(admin.list_topics()):
             return False
-        configs = {"retention.ms": str(RETENTION_MS["output"])} if settings.profile == "kafka" else {}
+        configs = {"retention.ms": str(RETENTION_MS["output"])} if profile.topic_configs else {}
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
-                [NewTopic(topic, settings.partitions, settings.broker["replication_factor"], topic_configs=configs)]
+                [NewTopic(topic, settings.partitions, profile.replication_factor, topic_configs=configs)]
             )
         return True
     finally:
@@ -55,30 +53,29 @@ class KafkaDeadLetters:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topic = deadletter_topic(settings)
+        self.topic = TopicNames.of(settings).webhooks_deadletter
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self, stopping: asyncio.Event) -> None:
-        delay = 0.5
-        while not stopping.is_set():
+        """Connect, retrying with backoff while Kafka cannot be reached (until ``stopping``)."""
+
+        async def connect() -> AIOKafkaProducer:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.bootstrap,
-                client_id=f"{self.settings.app_id}-webhooks",
-                acks="all",
-                linger_ms=5,
+                **producer_options(self.settings, f"{self.settings.app_id}-webhooks", linger_ms=5)
             )
             try:
                 await producer.start()
-            except Exception as exc:
-                log.warning("webhooks: cannot reach Kafka at %s (%s); retrying", self.settings.bootstrap, exc)
+            except BaseException:
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            self.producer = producer
-            return
+                raise
+            return producer
+
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning("webhooks: cannot reach Kafka at %s (%s); retrying in %.1fs", self.settings.bootstrap, exc,
+                        delay)
+
+        self.producer = await retry_until(connect, Retry(stopping=stopping), on_failure=failed)
 
     async def publish(self, value: bytes, key: bytes | None) -> None:
         if self.producer is None:

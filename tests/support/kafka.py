@@ -17,7 +17,7 @@ def read_topic(topic: str, settings: Settings, timeout: float = 30.0, quiet_ms: 
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
         group_id=None,
-        fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"],
+        fetch_max_wait_ms=settings.broker.fetch_max_wait_ms,
     )
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or ())

@@ -150,7 +150,7 @@ def envelope(event_id: str, event_type: str = "page_view", **fields: Any) -> dic
 
 def _consumer(settings: Settings, topic: str) -> tuple[KafkaConsumer, list[TopicPartition]]:
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
-                             fetch_max_wait_ms=settings.broker["fetch_max_wait_ms"])
+                             fetch_max_wait_ms=settings.broker.fetch_max_wait_ms)
     deadline = time.monotonic() + 10
     partitions = consumer.partitions_for_topic(topic) or set()
     while not partitions and time.monotonic() < deadline:

@@ -61,7 +61,7 @@ class Pipeline:
         from kafka import KafkaAdminClient, KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all", linger_ms=2,
-                                 batch_size=self.settings.broker["producer_batch_bytes"],
+                                 batch_size=self.settings.broker.producer_batch_bytes,
                                  max_in_flight_requests_per_connection=1)
         admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
         groups = [f"{self.settings.app_id}-ingest-{family}" for family in self.names.inputs]
@@ -112,7 +112,7 @@ class Pipeline:
 
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
                                  max_request_size=4 * 1024 * 1024,
-                                 batch_size=self.settings.broker["producer_batch_bytes"],
+                                 batch_size=self.settings.broker.producer_batch_bytes,
                                  max_in_flight_requests_per_connection=1)
         try:
             for value in values:  # a null value needs a key to be a valid Kafka record

@@ -34,7 +34,7 @@ from pipeline.devtools.demo import stop_process, wait_ready
 from pipeline.kafka.tools import ensure_topics
 from pipeline.state_machine import Alert, AlertReason, FirstTouch, Transition
 from pipeline.streaming.embedded_broker import die_with_parent, free_port
-from pipeline.webhooks.service import deadletter_topic, ensure_deadletter_topic
+from pipeline.webhooks.service import ensure_deadletter_topic
 from pipeline.webhooks.signature import verify
 from tests.support.kafka import read_topic
 
@@ -244,7 +244,7 @@ class Setup:
         return path
 
     def deadletters(self) -> list[dict[str, Any]]:
-        return [msgspec.json.decode(v) for v in read_topic(deadletter_topic(self.settings), self.settings)]
+        return [msgspec.json.decode(v) for v in read_topic(self.names.webhooks_deadletter, self.settings)]
 
     @contextlib.contextmanager
     def deliverer(self, config: Path, name: str = "webhooks") -> Iterator[Deliverer]:
