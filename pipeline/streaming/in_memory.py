@@ -38,7 +38,12 @@ class InMemoryBroker:
     refused: dict[str, BaseException] = field(default_factory=dict)  # topic -> error its acks raise
     _pending: list[tuple[Record, asyncio.Future[None]]] = field(default_factory=list)
 
+    def records_sent(self) -> list[Record]:
+        """Every output record (not the changelog), in send order."""
+        return [entry for op, entry in self.journal if op == "send"]
+
     def records(self, topic: str) -> list[Record]:
+        """Every record sent or appended to ``topic``, in order."""
         return [entry for op, entry in self.journal if op in ("send", "append") and entry.topic == topic]
 
     def refuse(self, topic: str, error: BaseException) -> None:
