@@ -51,8 +51,13 @@ def count_funnel(
     rank = {name: index for index, name in enumerate(model.stages)}
     of_model = sorted((m for m in moves if m.transition.model.startswith(prefix)), key=lambda m: m.seq)
 
+    merged_into = {cid: c.merged_into for cid, c in contacts.items() if c.merged_into is not None}
+
+    def person_of(contact_id: str) -> str:  # a merged anonymous contact counts as its person
+        return merged_into.get(contact_id, contact_id)
+
     def group_of(contact_id: str) -> str:
-        contact = contacts.get(contact_id)
+        contact = contacts.get(person_of(contact_id))
         return NO_CONTACT if contact is None else _touch_value(contact.first_touch, by)
 
     # Reached: the highest stage each contact of the population was seen at.
@@ -63,21 +68,23 @@ def count_funnel(
             continue
         t = move.transition
         seen = rank.get(t.to if t.direction == "advance" else t.from_) if t.kind == "stage" else None
-        held = top.get(t.contact_id)
-        top[t.contact_id] = seen if held is None else held if seen is None else max(held, seen)
+        person = person_of(t.contact_id)
+        held = top.get(person)
+        top[person] = seen if held is None else held if seen is None else max(held, seen)
         if t.kind == "stage" and t.direction == "regress":
-            key = (group_of(t.contact_id), t.from_)
+            key = (group_of(person), t.from_)
             n, distinct = regressions.get(key, (0, set()))
-            regressions[key] = (n + 1, distinct | {t.contact_id})
+            regressions[key] = (n + 1, distinct | {person})
     if window == (None, None):  # without a window, stored contacts of the model count too
         for contact_id, contact in contacts.items():
-            if contact.model.startswith(prefix):
+            if contact.model.startswith(prefix) and contact.merged_into is None:
                 top.setdefault(contact_id, None)
     at_top: dict[str, list[int]] = defaultdict(lambda: [0] * len(rank))
     for contact_id, stage_rank in top.items():
         at_top[group_of(contact_id)][stage_rank or 0] += 1
 
-    # Completed stays: from a stage transition to the contact's next one (any time), begun in the window.
+    # Completed stays: from a stage transition to the next one of the same contact id (any time),
+    # begun in the window; a merged anonymous contact's stays are its own, in its person's group.
     per_contact: dict[str, list[StoredTransition]] = defaultdict(list)
     for move in of_model:
         if move.transition.kind == "stage":

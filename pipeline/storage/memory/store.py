@@ -27,7 +27,15 @@ from pipeline.storage.errors import InvalidAcknowledgement, SchemaNotReady, Stor
 from pipeline.storage.memory.funnel import StoredTransition, count_funnel
 from pipeline.storage.port import Acknowledgement
 from pipeline.storage.reports.funnel import assemble_funnel
-from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupBy, StoredAlert
+from pipeline.storage.reports.types import (
+    IDENTITY,
+    ContactHistory,
+    FunnelReport,
+    GroupBy,
+    StoredAlert,
+    build_history,
+    merged_contact_ids,
+)
 
 
 @dataclass(slots=True)
@@ -139,10 +147,33 @@ def _replaces(new: ContactEntry, stored: ContactEntry) -> bool:
     )
 
 
+def _keep_merge(new: ContactEntry, stored: ContactEntry | None) -> ContactEntry:
+    """``new``, still merged when ``stored`` was: a merge is never undone (the SQL upsert's coalesce)."""
+    if stored is None or new.snapshot.merged_into is not None or stored.snapshot.merged_into is None:
+        return new
+    merged = msgspec.structs.replace(new.snapshot, merged_into=stored.snapshot.merged_into)
+    return ContactEntry(merged, new.last_event_at, new.stage_entered_at, new.updated_at)
+
+
 def _batch_version(entry: ContactEntry) -> tuple[int, int]:
     """How new a snapshot is within one batch: (last event or stage entry, stage entry)."""
     last = entry.stage_entered_at if entry.last_event_at is None else entry.last_event_at
     return (last, entry.stage_entered_at)
+
+
+def _history_of(database: MemoryDatabase, contact_id: str) -> tuple[tuple[Transition, ...], tuple[StoredAlert, ...]]:
+    """A contact's own transitions and alerts, in time order (the caller holds the lock)."""
+    moves = sorted(
+        (s for s in database.transitions.values() if s.transition.contact_id == contact_id),
+        key=lambda s: (s.occurred_at, s.seq),
+    )
+    raised = sorted(
+        (e for e in database.alerts.values() if e.alert.contact_id == contact_id),
+        key=lambda e: (e.occurred_at, e.alert.alert_id),
+    )
+    stored = [StoredAlert(e.alert, None if e.acknowledged_at is None else to_rfc3339(e.acknowledged_at))
+              for e in raised]
+    return tuple(s.transition for s in moves), tuple(stored)
 
 
 class MemoryHistoryStore:
@@ -200,7 +231,7 @@ class MemoryHistoryStore:
                 entry = _contact_entry(snapshot, written_at)
                 held = newest.get(snapshot.contact_id)
                 if held is None or _batch_version(entry) >= _batch_version(held):
-                    newest[snapshot.contact_id] = entry
+                    newest[snapshot.contact_id] = _keep_merge(entry, held)
         database = self._database()
         with database.lock:
             for t in new_transitions:
@@ -214,7 +245,7 @@ class MemoryHistoryStore:
             for contact_id, entry in newest.items():
                 stored = database.contacts.get(contact_id)
                 if stored is None or _replaces(entry, stored):
-                    database.contacts[contact_id] = entry
+                    database.contacts[contact_id] = _keep_merge(entry, stored)
 
     def acknowledge(self, alert_id: str, at: datetime) -> Acknowledgement:
         at_micros = from_datetime(at)
@@ -235,23 +266,25 @@ class MemoryHistoryStore:
     def contact_timeline(self, contact_id: str) -> ContactHistory | None:
         database = self._database()
         with database.lock:
-            contact = database.contacts.get(contact_id)
-            moves = [s for s in database.transitions.values() if s.transition.contact_id == contact_id]
-            raised = [
-                (e.occurred_at, e.alert.alert_id, e.alert, e.acknowledged_at)
-                for e in database.alerts.values()
-                if e.alert.contact_id == contact_id
-            ]
-        if contact is None and not moves and not raised:
-            return None
-        moves.sort(key=lambda s: (s.occurred_at, s.seq))
-        raised.sort(key=lambda r: r[:2])
-        return ContactHistory(
-            contact_id=contact_id,
-            contact=None if contact is None else contact.snapshot,
-            transitions=tuple(s.transition for s in moves),
-            alerts=tuple(StoredAlert(alert, None if at is None else to_rfc3339(at)) for _, _, alert, at in raised),
-        )
+            entry = database.contacts.get(contact_id)
+            contact = None if entry is None else entry.snapshot
+            own_transitions, own_alerts = _history_of(database, contact_id)
+            merged_rows = [i for i, e in database.contacts.items() if e.snapshot.merged_into == contact_id]
+            merged = {
+                anon_id: _history_of(database, anon_id)
+                for anon_id in merged_contact_ids(merged_rows, own_transitions)
+            }
+            merged_at = None
+            if contact is not None and contact.merged_into is not None:
+                links = [
+                    s.occurred_at
+                    for s in database.transitions.values()
+                    if s.transition.contact_id == contact.merged_into
+                    and s.transition.kind == IDENTITY
+                    and s.transition.from_ == contact_id
+                ]
+                merged_at = to_rfc3339(min(links)) if links else None
+        return build_history(contact_id, contact, own_transitions, own_alerts, merged, merged_at)
 
     def funnel(
         self,

@@ -12,6 +12,12 @@ Counting rules (also in docs/storage.md):
   the contact's next stage transition; the median over those stays.
 - Regressions out of S: regression transitions (in the window) whose ``from`` is S (and the
   distinct contacts).
+- Identity merges: a contact whose snapshot has ``merged_into`` C (an anonymous visitor merged
+  into the person C) is not a contact of its own: it is left out of the population, and its
+  transitions count as C's (C's group — C's first touch, the earlier of the two after a merge —,
+  C's highest stage, regressions and their distinct contacts). Its completed stays are its own
+  (between its own transitions), counted in C's group. Until its snapshot is stored, it counts on
+  its own (the sink may write transitions first).
 - Alerts: ``became_hot`` alerts raised in the window, grouped by their own first touch;
   acknowledged, acknowledged by ``respond_by`` (speed to lead), median time to acknowledgement.
 

@@ -107,10 +107,19 @@ def compute_funnel(
     # model, in the window if any) and each one's top stage; without a window, a full join adds
     # the contacts that have a snapshot but no transition yet.
     seen_at = case((t.direction == "advance", case(rank, value=t.to)), else_=case(rank, value=t["from"]))
+    # A merged anonymous contact counts as the person it was merged into (rule in reports.funnel).
+    merged = (
+        select(contacts.c.contact_id, contacts.c.merged_into)
+        .where(contacts.c.merged_into.is_not(None))
+        .subquery("merged")
+    )
+    person = func.coalesce(merged.c.merged_into, t.contact_id)
+    with_person = transitions.outerjoin(merged, merged.c.contact_id == t.contact_id)
     per_contact = (
-        select(t.contact_id, func.max(case((t.kind == "stage", seen_at))).label("top"))
+        select(person.label("contact_id"), func.max(case((t.kind == "stage", seen_at))).label("top"))
+        .select_from(with_person)
         .where(_of_model(t.model, model), *in_window)
-        .group_by(t.contact_id)
+        .group_by(person)
         .subquery()
     )
     joined_contacts = contacts.c.contact_id == per_contact.c.contact_id
@@ -119,7 +128,12 @@ def compute_funnel(
         reached_query = (
             select(group, top_rank, func.count())
             .select_from(per_contact.join(contacts, joined_contacts, full=True))
-            .where(or_(per_contact.c.contact_id.is_not(None), _of_model(contacts.c.model, model)))
+            .where(
+                or_(
+                    per_contact.c.contact_id.is_not(None),
+                    and_(_of_model(contacts.c.model, model), contacts.c.merged_into.is_(None)),
+                )
+            )
         )
     else:
         reached_query = select(group, top_rank, func.count()).select_from(
@@ -131,17 +145,18 @@ def compute_funnel(
         at_top[g][top_rank] += n
 
     # Regressions out of each stage.
-    joined = transitions.outerjoin(contacts, contacts.c.contact_id == t.contact_id)
+    joined = with_person.outerjoin(contacts, contacts.c.contact_id == person)
     regressions: dict[tuple[str, str], tuple[int, int]] = {}
     for g, stage, n, distinct in connection.execute(
-        select(group, t["from"], func.count(), func.count(t.contact_id.distinct()))
+        select(group, t["from"], func.count(), func.count(person.distinct()))
         .select_from(joined)
         .where(stage_moves, t.direction == "regress")
         .group_by(group, t["from"])
     ):
         regressions[(g, stage)] = (n, distinct)
 
-    # Completed stays: from a stage transition to the contact's next one.
+    # Completed stays: from a stage transition to the next one of the same contact id (a merged
+    # anonymous contact's stays are its own, counted in the person's group).
     stays = (
         select(
             t.contact_id,
@@ -155,9 +170,14 @@ def compute_funnel(
         .where(t.kind == "stage", _of_model(t.model, model))
         .subquery()
     )
+    stay_person = func.coalesce(merged.c.merged_into, stays.c.contact_id)
     stay_rows = (
         select(_contact_group(by).label("g"), stays.c.stage, stays.c.entered, stays.c.left)
-        .select_from(stays.outerjoin(contacts, contacts.c.contact_id == stays.c.contact_id))
+        .select_from(
+            stays.outerjoin(merged, merged.c.contact_id == stays.c.contact_id).outerjoin(
+                contacts, contacts.c.contact_id == stay_person
+            )
+        )
         .where(stays.c.left.is_not(None), *_window(stays.c.entered, since, until))
     )
     stay_medians = _medians(connection, stay_rows, grouped_by_key=True)

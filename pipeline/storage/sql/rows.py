@@ -85,6 +85,7 @@ def contact_row(c: ContactSnapshot, written_at: datetime) -> dict[str, Any]:
         "referred_by": c.referred_by,
         "model": c.model,
         "updated_at": written_at,
+        "merged_into": c.merged_into,
     }
 
 
@@ -145,4 +146,5 @@ def contact_from_row(row: Row[Any]) -> ContactSnapshot:
         first_touch=FirstTouch(m["first_touch_source"], m["utm_source"], m["utm_medium"], m["utm_campaign"]),
         referred_by=m["referred_by"],
         model=m["model"],
+        merged_into=m["merged_into"],
     )

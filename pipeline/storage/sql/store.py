@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select, update
+import msgspec
+from sqlalchemy import Connection, Engine, Row, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pipeline.state_machine.model import Model
@@ -18,25 +20,41 @@ from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 from pipeline.storage.database import resolve_url, safe_url
 from pipeline.storage.errors import InvalidAcknowledgement, UnknownAlert
 from pipeline.storage.port import Acknowledgement
-from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupBy, StoredAlert
+from pipeline.storage.reports.types import (
+    IDENTITY,
+    ContactHistory,
+    FunnelReport,
+    GroupBy,
+    StoredAlert,
+    build_history,
+    merged_contact_ids,
+)
 from pipeline.storage.sql import rows
 from pipeline.storage.sql.engine import open_engine, translate_errors
 from pipeline.storage.sql.funnel import compute_funnel
 from pipeline.storage.sql.migrate import require_current_schema
 from pipeline.storage.sql.tables import alerts, contacts, transitions
 
-_UPDATED_COLUMNS = [c.name for c in contacts.columns if c.name != "contact_id"]
+_UPDATED_COLUMNS = [c.name for c in contacts.columns if c.name not in ("contact_id", "merged_into")]
 
 
 def _newest_per_contact(snapshots: Sequence[ContactSnapshot]) -> list[ContactSnapshot]:
-    """One snapshot per contact, the newest (the last one given wins a tie)."""
+    """One snapshot per contact, the newest (the last one given wins a tie); a merge seen in the
+    batch is kept (a merged contact stays merged)."""
     newest: dict[str, tuple[tuple[datetime, datetime], ContactSnapshot]] = {}
     for snapshot in snapshots:
         version = rows.snapshot_version(snapshot)
         held = newest.get(snapshot.contact_id)
         if held is None or version >= held[0]:
+            if held is not None and snapshot.merged_into is None and held[1].merged_into is not None:
+                snapshot = msgspec.structs.replace(snapshot, merged_into=held[1].merged_into)
             newest[snapshot.contact_id] = (version, snapshot)
     return [snapshot for _, snapshot in newest.values()]
+
+
+def _stored_alert(r: Row[Any]) -> StoredAlert:
+    acknowledged_at = None if r.acknowledged_at is None else rows.format_time(r.acknowledged_at)
+    return StoredAlert(rows.alert_from_row(r), acknowledged_at)
 
 
 class SqlHistoryStore:
@@ -109,7 +127,9 @@ class SqlHistoryStore:
             connection.execute(
                 statement.on_conflict_do_update(
                     index_elements=["contact_id"],
-                    set_={name: new[name] for name in _UPDATED_COLUMNS},
+                    # merged_into is sticky: a merge is never undone, whatever snapshot comes late.
+                    set_={name: new[name] for name in _UPDATED_COLUMNS}
+                    | {"merged_into": func.coalesce(new.merged_into, contacts.c.merged_into)},
                     where=newer,
                 ),
                 [rows.contact_row(c, written_at) for c in _newest_per_contact(contacts_batch)],
@@ -120,30 +140,44 @@ class SqlHistoryStore:
     def contact_timeline(self, contact_id: str) -> ContactHistory | None:
         with translate_errors(self.url), self.engine.connect() as connection:
             contact_row = connection.execute(select(contacts).where(contacts.c.contact_id == contact_id)).first()
-            transition_rows = connection.execute(
-                select(transitions)
-                .where(transitions.c.contact_id == contact_id)
-                .order_by(transitions.c.occurred_at, transitions.c.seq)
-            ).all()
-            alert_rows = connection.execute(
-                select(alerts)
-                .where(alerts.c.contact_id == contact_id)
-                .order_by(alerts.c.occurred_at, alerts.c.alert_id)
-            ).all()
-        if contact_row is None and not transition_rows and not alert_rows:
-            return None
-        return ContactHistory(
-            contact_id=contact_id,
-            contact=None if contact_row is None else rows.contact_from_row(contact_row),
-            transitions=tuple(rows.transition_from_row(r) for r in transition_rows),
-            alerts=tuple(
-                StoredAlert(
-                    rows.alert_from_row(r),
-                    None if r.acknowledged_at is None else rows.format_time(r.acknowledged_at),
-                )
-                for r in alert_rows
-            ),
+            own_transitions, own_alerts = self._history_of(connection, contact_id)
+            merged_rows = connection.execute(
+                select(contacts.c.contact_id).where(contacts.c.merged_into == contact_id)
+            ).scalars()
+            merged = {
+                anon_id: self._history_of(connection, anon_id)
+                for anon_id in merged_contact_ids(merged_rows, own_transitions)
+            }
+            merged_at = None
+            if contact_row is not None and contact_row.merged_into is not None:
+                t = transitions.c
+                at = connection.execute(
+                    select(func.min(t.occurred_at)).where(
+                        t.contact_id == contact_row.merged_into, t.kind == IDENTITY, t["from"] == contact_id
+                    )
+                ).scalar()
+                merged_at = None if at is None else rows.format_time(at)
+        return build_history(
+            contact_id,
+            None if contact_row is None else rows.contact_from_row(contact_row),
+            own_transitions,
+            own_alerts,
+            merged,
+            merged_at,
         )
+
+    @staticmethod
+    def _history_of(connection: Connection, contact_id: str) -> tuple[tuple[Transition, ...], tuple[StoredAlert, ...]]:
+        """A contact's own transitions and alerts, in time order."""
+        transition_rows = connection.execute(
+            select(transitions)
+            .where(transitions.c.contact_id == contact_id)
+            .order_by(transitions.c.occurred_at, transitions.c.seq)
+        ).all()
+        alert_rows = connection.execute(
+            select(alerts).where(alerts.c.contact_id == contact_id).order_by(alerts.c.occurred_at, alerts.c.alert_id)
+        ).all()
+        return tuple(rows.transition_from_row(r) for r in transition_rows), tuple(_stored_alert(r) for r in alert_rows)
 
     def funnel(
         self,

@@ -72,15 +72,19 @@ class ContactRow(Base):
     referred_by: Mapped[str | None] = mapped_column(String(ID))
     model: Mapped[str] = mapped_column(String(NAME))
     updated_at: Mapped[datetime]  # wall clock of the write that stored this version
+    # An anonymous contact whose history was merged into this contact (identity merge); else null.
+    merged_into: Mapped[str | None] = mapped_column(String(ID))
 
     __table_args__ = (
         Index("ix_contacts_stage", "stage"),
         Index("ix_contacts_first_touch_source", "first_touch_source"),
+        # The anonymous contacts merged into a contact (its timeline; the funnel's person mapping).
+        Index("ix_contacts_merged_into", "merged_into"),
     )
 
 
 class TransitionRow(Base):
-    """One stage or temperature move; ``seq`` keeps write order for moves at the same instant."""
+    """One stage, temperature or identity move; ``seq`` keeps write order for moves at the same instant."""
 
     __tablename__ = "transitions"
 
@@ -88,8 +92,9 @@ class TransitionRow(Base):
     transition_id: Mapped[str] = mapped_column(String(ID), unique=True)
     contact_id: Mapped[str] = mapped_column(String(ID))
     kind: Mapped[str] = mapped_column(String(16))
-    from_stage: Mapped[str] = mapped_column("from", String(NAME))
-    to_stage: Mapped[str] = mapped_column("to", String(NAME))
+    # Stage or band names; for kind "identity", the anonymous contact id and the contact's id.
+    from_stage: Mapped[str] = mapped_column("from", String(ID))
+    to_stage: Mapped[str] = mapped_column("to", String(ID))
     direction: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(ID))
     skipped: Mapped[list[str]] = mapped_column(JsonDocument)

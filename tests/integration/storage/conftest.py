@@ -102,10 +102,12 @@ Rows = list[list[tuple[object, ...]]]
 def sql_dump(store: HistoryStore) -> Rows:
     """Every row of transitions, alerts, contacts (by primary key; ``updated_at`` is the last column)."""
     assert isinstance(store, SqlHistoryStore)
+    contact_columns = [c for c in contacts.columns if c.name != "updated_at"] + [contacts.c.updated_at]
     with store.engine.connect() as connection:
         return [
-            [tuple(r) for r in connection.execute(select(t).order_by(*t.primary_key.columns))]
-            for t in (transitions, alerts, contacts)
+            [tuple(r) for r in connection.execute(select(*columns).order_by(*t.primary_key.columns))]
+            for t, columns in ((transitions, list(transitions.columns)), (alerts, list(alerts.columns)),
+                               (contacts, contact_columns))
         ]
 
 
