@@ -84,9 +84,14 @@ def funnel_as_dict(report: FunnelReport) -> dict[str, Any]:
 
 
 def _transition_line(t: Transition) -> str:
+    cause = f"by event {t.trigger_event_id}" if t.trigger_event_id else "time-driven"
+    if t.kind == "identity":
+        return (
+            f"{t.occurred_at}  identity: {t.from_} merged into {t.to}  reason {t.reason}  {cause}  "
+            f"[now {t.stage}/{t.temperature}, score {t.score:g}]"
+        )
     what = "stage" if t.kind == "stage" else "temperature"
     skipped = f" (skipped {', '.join(t.skipped)})" if t.skipped else ""
-    cause = f"by event {t.trigger_event_id}" if t.trigger_event_id else "time-driven"
     return (
         f"{t.occurred_at}  {what} {t.direction}: {t.from_} → {t.to}{skipped}  reason {t.reason}  {cause}  "
         f"[now {t.stage}/{t.temperature}, score {t.score:g}]"
@@ -109,12 +114,19 @@ def _alert_line(stored: StoredAlert) -> str:
 
 
 def format_contact(history: ContactHistory) -> str:
-    """Current state, then the timeline in time order."""
+    """Current state, the identity merges, then the timeline in time order (entries of a merged
+    anonymous contact marked ``[anon:...]``)."""
     c = history.contact
     lines = [f"contact {history.contact_id}"]
     if c is None:
         lines.append("  current state: not stored yet (only its transitions/alerts are)")
     else:
+        if c.merged_into is not None:
+            when = f" at {history.merged_at}" if history.merged_at else ""
+            lines.append(
+                f"  MERGED into {c.merged_into}{when}: its history continues there "
+                f"(leadflow contact {c.merged_into}); the state below is as of the merge"
+            )
         ft = c.first_touch
         lines += [
             f"  stage {c.stage} since {c.stage_entered_at}; temperature {c.temperature}, score {c.score:g}",
@@ -124,23 +136,45 @@ def format_contact(history: ContactHistory) -> str:
             f"utm_medium {ft.utm_medium or '-'}, utm_campaign {ft.utm_campaign or '-'}"
             + (f"; referred by {c.referred_by}" if c.referred_by else ""),
         ]
-    entries = history.timeline()
-    lines.append(f"timeline ({len(history.transitions)} transitions, {len(history.alerts)} alerts):")
-    for entry in entries:
-        lines.append("  " + (_alert_line(entry) if isinstance(entry, StoredAlert) else _transition_line(entry)))
+    for m in history.merged:
+        when = f"merged {m.merged_at} ({m.reason})" if m.merged_at else "merged (identity record not stored yet)"
+        lines.append(
+            f"  merged anonymous history: {m.contact_id}, {when}; "
+            f"{len(m.transitions)} transitions, {len(m.alerts)} alerts"
+        )
+    counts = f"{len(history.transitions)} transitions, {len(history.alerts)} alerts"
+    if history.merged:
+        merged_t = sum(len(m.transitions) for m in history.merged)
+        merged_a = sum(len(m.alerts) for m in history.merged)
+        counts += f"; with {merged_t} transitions, {merged_a} alerts of merged anonymous contacts"
+    lines.append(f"timeline ({counts}):")
+    for origin, entry in history.full_timeline():
+        mark = "" if origin is None else f"[{origin}] "
+        text = _alert_line(entry) if isinstance(entry, StoredAlert) else _transition_line(entry)
+        lines.append(f"  {mark}{text}")
     return "\n".join(lines)
 
 
 def contact_as_dict(history: ContactHistory) -> dict[str, Any]:
+    """The contact as JSON: ``merged_into`` / ``merged_at`` (this anonymous contact was merged
+    there), ``merged`` (anonymous contacts merged into this one), and the timeline, each entry with
+    ``merged_from``: null for the contact's own, else the anonymous contact it came from."""
     timeline: list[dict[str, Any]] = []
-    for entry in history.timeline():
+    for origin, entry in history.full_timeline():
         if isinstance(entry, StoredAlert):
             timeline.append({"entry": "alert", **msgspec.to_builtins(entry.alert),
-                             "acknowledged_at": entry.acknowledged_at})
+                             "acknowledged_at": entry.acknowledged_at, "merged_from": origin})
         else:
-            timeline.append({"entry": "transition", **msgspec.to_builtins(entry)})
+            timeline.append({"entry": "transition", **msgspec.to_builtins(entry), "merged_from": origin})
     return {
         "contact_id": history.contact_id,
         "contact": None if history.contact is None else msgspec.to_builtins(history.contact),
+        "merged_into": history.merged_into,
+        "merged_at": history.merged_at,
+        "merged": [
+            {"contact_id": m.contact_id, "merged_at": m.merged_at, "reason": m.reason,
+             "transitions": len(m.transitions), "alerts": len(m.alerts)}
+            for m in history.merged
+        ],
         "timeline": timeline,
     }
