@@ -20,6 +20,7 @@ A file has optional delivery defaults and one entry per subscription::
     stages_into = ["customer"]      # stage transitions into these stages ("*" = any)
     stages_out_of = ["customer"]    # stage transitions out of these stages ("*" = any)
     temperature_changes = false     # every temperature transition
+    identity_merges = false         # identity transitions: an anonymous visitor merged into a contact
 
 Every problem is reported at once, each naming the file and the field.
 
@@ -57,7 +58,7 @@ DELIVERY_DEFAULTS: dict[str, Any] = {
     "backoff_max_seconds": 3_600.0,
     "start_from": "latest",
 }
-FILTER_KEYS = ("became_hot", "stages_into", "stages_out_of", "temperature_changes")
+FILTER_KEYS = ("became_hot", "stages_into", "stages_out_of", "temperature_changes", "identity_merges")
 SUBSCRIPTION_KEYS = ("name", "url", "secret", "secret_env", "filter", *DELIVERY_DEFAULTS)
 START_FROM = ("latest", "earliest")
 
@@ -70,6 +71,7 @@ class EventFilter:
     stages_into: frozenset[str] = frozenset()
     stages_out_of: frozenset[str] = frozenset()
     temperature_changes: bool = False
+    identity_merges: bool = False  # transitions of kind "identity" (from anon:<id>, to the contact)
 
     @property
     def wants_alerts(self) -> bool:
@@ -77,7 +79,7 @@ class EventFilter:
 
     @property
     def wants_transitions(self) -> bool:
-        return bool(self.stages_into or self.stages_out_of or self.temperature_changes)
+        return bool(self.stages_into or self.stages_out_of or self.temperature_changes or self.identity_merges)
 
     def wants_alert(self, alert_type: str) -> bool:
         return self.became_hot and alert_type == "became_hot"
@@ -85,6 +87,8 @@ class EventFilter:
     def wants_transition(self, kind: str, from_: str, to: str) -> bool:
         if kind == "temperature":
             return self.temperature_changes
+        if kind == "identity":  # never selected by stage filters, even "*": its from/to are contact ids
+            return self.identity_merges
         if kind != "stage":
             return False
         into, out_of = self.stages_into, self.stages_out_of
@@ -247,7 +251,7 @@ def _filter(problems: _Problems, where: str, value: Any, stages: Sequence[str] |
         return EventFilter()
     _unknown(problems, where, value, FILTER_KEYS)
     flags: dict[str, bool] = {}
-    for key in ("became_hot", "temperature_changes"):
+    for key in ("became_hot", "temperature_changes", "identity_merges"):
         flag = value.get(key, False)
         if not isinstance(flag, bool):
             problems.add(f"{where}.{key}", "must be true or false")
@@ -258,9 +262,13 @@ def _filter(problems: _Problems, where: str, value: Any, stages: Sequence[str] |
         stages_into=_stage_list(problems, f"{where}.stages_into", value.get("stages_into", []), stages),
         stages_out_of=_stage_list(problems, f"{where}.stages_out_of", value.get("stages_out_of", []), stages),
         temperature_changes=flags["temperature_changes"],
+        identity_merges=flags["identity_merges"],
     )
     if not (result.wants_alerts or result.wants_transitions):
-        problems.add(where, "selects nothing: set became_hot, stages_into, stages_out_of or temperature_changes")
+        problems.add(
+            where,
+            "selects nothing: set became_hot, stages_into, stages_out_of, temperature_changes or identity_merges",
+        )
     return result
 
 

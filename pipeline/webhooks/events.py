@@ -18,7 +18,9 @@ from pipeline.webhooks.config import EventFilter
 BECAME_HOT = "lead.became_hot"
 STAGE_CHANGED = "lead.stage_changed"
 TEMPERATURE_CHANGED = "lead.temperature_changed"
-EVENT_NAMES = (BECAME_HOT, STAGE_CHANGED, TEMPERATURE_CHANGED)
+IDENTITY_MERGED = "lead.identity_merged"
+EVENT_NAMES = (BECAME_HOT, STAGE_CHANGED, TEMPERATURE_CHANGED, IDENTITY_MERGED)
+_TRANSITION_EVENTS = {"stage": STAGE_CHANGED, "temperature": TEMPERATURE_CHANGED, "identity": IDENTITY_MERGED}
 
 
 class _AlertHead(msgspec.Struct):
@@ -69,5 +71,4 @@ def select(kind: str, value: bytes | None, wanted: EventFilter) -> Delivery | No
         raise UndeliverableRecord(f"not a {kind[:-1]} record: {exc}") from None
     if not wanted.wants_transition(transition.kind, transition.from_, transition.to):
         return None
-    event = STAGE_CHANGED if transition.kind == "stage" else TEMPERATURE_CHANGED
-    return Delivery(transition.transition_id, event, value)
+    return Delivery(transition.transition_id, _TRANSITION_EVENTS[transition.kind], value)

@@ -152,3 +152,28 @@ def test_unreadable_files(tmp_path: Path, name: str, text: str, message: str) ->
 
 def test_a_missing_file(tmp_path: Path) -> None:
     assert "cannot read the file" in problems(tmp_path / "nope.toml")[0]
+
+
+def test_a_subscription_can_ask_for_identity_merges(tmp_path: Path) -> None:
+    path = write(tmp_path, "merges.toml", f"""
+[[subscriptions]]
+name = "crm"
+url = "https://crm.example.com/hooks"
+secret = "{SECRET}"
+filter = {{ identity_merges = true }}
+""")
+    sub = load_config(path, stages=STAGES, env={}).subscriptions[0]
+    assert sub.filter.identity_merges and sub.filter.wants_transitions and not sub.filter.wants_alerts
+    assert sub.filter.wants_transition("identity", "anon:v-42", "c-42")
+    assert not sub.filter.wants_transition("stage", "niche", "lead")
+
+
+def test_identity_merges_must_be_a_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.toml", f"""
+[[subscriptions]]
+name = "crm"
+url = "https://crm.example.com/hooks"
+secret = "{SECRET}"
+filter = {{ identity_merges = "yes", stages_into = ["*"] }}
+""")
+    assert problems(path) == ["subscriptions[0] (crm).filter.identity_merges: must be true or false"]

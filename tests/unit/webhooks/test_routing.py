@@ -11,7 +11,14 @@ import pytest
 from pipeline.webhooks import deadletter
 from pipeline.webhooks.backoff import backoff_delay, next_delay, parse_retry_after
 from pipeline.webhooks.config import EventFilter, RetryPolicy
-from pipeline.webhooks.events import BECAME_HOT, STAGE_CHANGED, TEMPERATURE_CHANGED, UndeliverableRecord, select
+from pipeline.webhooks.events import (
+    BECAME_HOT,
+    IDENTITY_MERGED,
+    STAGE_CHANGED,
+    TEMPERATURE_CHANGED,
+    UndeliverableRecord,
+    select,
+)
 from pipeline.webhooks.offsets import PartitionProgress
 
 ALERT = json.dumps({"alert_id": "a-1", "type": "became_hot", "contact_id": "c-1", "stage": "lead"}).encode()
@@ -29,6 +36,13 @@ def test_alerts_go_to_became_hot_subscriptions_with_their_own_id_and_exact_bytes
     assert select("alerts", ALERT, EventFilter(temperature_changes=True)) is None
 
 
+def test_a_became_hot_alert_caused_by_a_merge_is_an_ordinary_alert() -> None:
+    """The merge's alert has the ordinary type: only the type routes an alert, nothing filters merges."""
+    merged = json.dumps({"alert_id": "a-merge", "type": "became_hot", "contact_id": "c-42", "stage": "lead"}).encode()
+    delivery = select("alerts", merged, EventFilter(became_hot=True))
+    assert delivery is not None and (delivery.delivery_id, delivery.event) == ("a-merge", BECAME_HOT)
+
+
 @pytest.mark.parametrize(
     ("wanted", "record", "selected"),
     [
@@ -40,6 +54,10 @@ def test_alerts_go_to_became_hot_subscriptions_with_their_own_id_and_exact_bytes
         (EventFilter(stages_into=frozenset({"*"})), transition("temperature", "cold", "warm"), False),
         (EventFilter(temperature_changes=True), transition("temperature", "hot", "warm"), True),
         (EventFilter(temperature_changes=True), transition("stage", "niche", "lead"), False),
+        (EventFilter(identity_merges=True), transition("identity", "anon:v-42", "c-42"), True),
+        (EventFilter(identity_merges=True), transition("stage", "niche", "lead"), False),
+        (EventFilter(stages_into=frozenset({"*"}), stages_out_of=frozenset({"*"}), temperature_changes=True),
+         transition("identity", "anon:v-42", "c-42"), False),
     ],
 )
 def test_transition_filters(wanted: EventFilter, record: bytes, selected: bool) -> None:
@@ -47,7 +65,8 @@ def test_transition_filters(wanted: EventFilter, record: bytes, selected: bool) 
     assert (delivery is not None) == selected
     if delivery is not None:
         kind = json.loads(record)["kind"]
-        assert delivery.event == (STAGE_CHANGED if kind == "stage" else TEMPERATURE_CHANGED)
+        events = {"stage": STAGE_CHANGED, "temperature": TEMPERATURE_CHANGED, "identity": IDENTITY_MERGED}
+        assert delivery.event == events[kind]
         assert delivery.delivery_id == json.loads(record)["transition_id"]
 
 
