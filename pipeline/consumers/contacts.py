@@ -2,7 +2,7 @@
 
 It consumes the internal ``contact-events`` topic in batches (``take_events``), so the stream
 processor's per-message cost is paid per batch. :meth:`ContactRuntime.process` runs a batch in
-named steps: :func:`~pipeline.consumers.wire.decode_batch` groups it by partition; for each
+named steps: :func:`~pipeline.contracts.internal.decode_batch` groups it by partition; for each
 partition, :func:`order_by_event_time` sorts its events (a contact's events that arrive within
 the reorder window are applied in event-time order), :meth:`~ContactRuntime.apply_event` applies
 each with the same :class:`LifecycleProcessor` the offline replay uses, counting duplicates and
@@ -33,10 +33,11 @@ import msgspec
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames, partition_for
-from pipeline.consumers import wire
+from pipeline.contracts import internal as wire
 from pipeline.ops import metrics
 from pipeline.state_machine import REFERRAL_CONVERTED, ContactState, Event, Model, snapshot
-from pipeline.state_machine.processor import DeadlineIndex, LifecycleProcessor, Outcome
+from pipeline.state_machine.identity import CONFLICT
+from pipeline.state_machine.processor import ROUTED, ClaimedLink, DeadlineIndex, LifecycleProcessor, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ class ProcessorCounts:
     transitions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     alerts: int = 0
     referral_credits_routed: int = 0
+    #: link events by how they were resolved (identity.MERGE, LINK, LINKED, CONFLICT)
+    identity_links: dict[str, int] = field(default_factory=dict)
+    handed_off: int = 0  # events sent on to the partition that applies them (links, forwarded aliases)
     snapshots: int = 0  # contact snapshots published to lead.contacts
     batches: int = 0
 
@@ -137,6 +141,7 @@ class PartitionRuntime:
             self.deadlines,
             owns=lambda contact: partition_for(contact, partitions) == partition,
             fire_on_event=False,
+            merge_identities=True,
         )
         started = time.perf_counter()
         for key in list(table):
@@ -216,6 +221,7 @@ class ContactRuntime:
         batch = wire.decode_batch(messages)
         counts = self.counts
         before = (counts.applied, counts.duplicates, counts.late)
+        links_before = dict(counts.identity_links)
         for partition, inputs in batch.partitions.items():
             unit.bind(partition)
             runtime = self.runtime(partition)
@@ -229,15 +235,28 @@ class ContactRuntime:
                 time.time_ns() // 1000, batch.received, [inputs.events for inputs in batch.partitions.values()],
                 counts.applied - before[0], counts.duplicates - before[1], counts.late - before[2],
             )
+            if counts.identity_links != links_before:
+                links = counts.identity_links
+                metrics.count_identity_links({k: n - links_before.get(k, 0) for k, n in links.items()})
         self.stage_writes(batch.partitions, unit)
         await unit.commit()
         counts.batches += 1
 
     def apply(self, runtime: PartitionRuntime, inputs: wire.PartitionInput) -> Outcome:
-        """A partition's events in event-time order, then the cooling its sweep ticks say is due."""
+        """A partition's events (and claimed links) in event-time order, then the cooling its sweep
+        ticks say is due."""
         total = Outcome()
-        for event in order_by_event_time(inputs.events):
-            self.apply_event(runtime, event, total)
+        if inputs.claimed:
+            items: list[Event | ClaimedLink] = [*inputs.events, *inputs.claimed]
+            items.sort(key=_item_order)
+            for item in items:
+                if isinstance(item, ClaimedLink):
+                    self.apply_claimed(runtime, item, total)
+                else:
+                    self.apply_event(runtime, item, total)
+        else:
+            for event in order_by_event_time(inputs.events):
+                self.apply_event(runtime, event, total)
         if inputs.ticks:
             self.fire_due(runtime, max(inputs.ticks), total)
         return total
@@ -246,10 +265,32 @@ class ContactRuntime:
         """Apply one event, counting it (applied, duplicate, late) and collecting its outputs."""
         known = runtime.states.get(event.contact)
         outcome = runtime.processor.apply(event)
+        self._count(event, known, outcome, total)
+
+    def apply_claimed(self, runtime: PartitionRuntime, link: ClaimedLink, total: Outcome) -> None:
+        """The known side of a link claimed on another partition: merge, then apply the event."""
+        event = link.event
+        known = runtime.states.get(event.contact)
+        self._count(event, known, runtime.processor.apply_claimed(link), total)
+
+    def _count(self, event: Event, known: ContactState | None, outcome: Outcome, total: Outcome) -> None:
         counts = self.counts
+        if outcome.handed_off:  # applied by the partition it was sent to, and counted there
+            counts.handed_off += 1
+            collect_outputs(total, outcome)
+            return
         if outcome.duplicate:
             counts.duplicates += 1
             return
+        if outcome.link is not None and outcome.link != ROUTED:
+            links = counts.identity_links
+            links[outcome.link] = links.get(outcome.link, 0) + 1
+            if outcome.link == CONFLICT:
+                log.warning(
+                    "identity conflict: event %s links %s to %s, but it belongs to %s (a shared device?): "
+                    "applied to %s as a normal event", event.event_id, event.links, event.contact,
+                    outcome.owner, event.contact,
+                )
         late_by = lateness(event, known)
         if late_by:
             counts.late += 1
@@ -283,10 +324,17 @@ class ContactRuntime:
         for alert in outcome.alerts:
             await unit.send(topics.alerts, alert.contact_id.encode(), _encode_json(alert))
         counts.alerts += len(outcome.alerts)
-        for credit in outcome.routed:
-            data = wire.encode(wire.ContactBatch([credit]))
-            await unit.send(topics.contact_events, None, data, partition_for(credit.contact, self.settings.partitions))
-        counts.referral_credits_routed += len(outcome.routed)
+        partitions = self.settings.partitions
+        for routed in outcome.routed:  # referral credit, link events, events of a merged anonymous id
+            data = wire.encode(wire.ContactBatch([routed]))
+            await unit.send(topics.contact_events, None, data, partition_for(routed.partition_key, partitions))
+        counts.referral_credits_routed += sum(1 for e in outcome.routed if e.event_type == REFERRAL_CONVERTED)
+        if outcome.claimed:  # claimed links, to the partition owning each contact, in claim order
+            by_partition: dict[int, list[ClaimedLink]] = {}
+            for link in outcome.claimed:
+                by_partition.setdefault(partition_for(link.event.contact, partitions), []).append(link)
+            for partition, links in by_partition.items():
+                await unit.send(topics.contact_events, None, wire.encode(wire.ClaimedLinks(links)), partition)
 
     async def publish_snapshots(self, states: Iterable[ContactState], unit: BatchUnit) -> None:
         """Each contact changed by this batch, once, as its public snapshot (lead.contacts)."""
@@ -352,6 +400,7 @@ def collect_outputs(total: Outcome, outcome: Outcome) -> None:
     total.alerts.extend(outcome.alerts)
     total.referrals_applied += outcome.referrals_applied
     total.routed.extend(outcome.routed)
+    total.claimed.extend(outcome.claimed)
 
 
 class CountingDeadlines(DeadlineIndex):
@@ -368,4 +417,9 @@ class CountingDeadlines(DeadlineIndex):
 
 
 def _event_order(event: Event) -> tuple[int, str]:
+    return (event.occurred_at, event.event_id)
+
+
+def _item_order(item: Event | ClaimedLink) -> tuple[int, str]:
+    event = item.event if isinstance(item, ClaimedLink) else item
     return (event.occurred_at, event.event_id)

@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames, partition_for
-from pipeline.consumers import wire
 from pipeline.contracts import DeadLetter, decode_message, encode_deadletter
+from pipeline.contracts import internal as wire
 from pipeline.kafka.options import consumer_options
 from pipeline.kafka.retry import Retry
 from pipeline.ops import metrics
@@ -167,7 +167,7 @@ class SourceConsumer:
                 for item in decode_message(value, family=self.family, received_at=received_at):
                     if isinstance(item, Event):
                         by_type[item.event_type] += 1
-                        by_partition.setdefault(partition_for(item.contact, partitions), []).append(item)
+                        by_partition.setdefault(partition_for(item.partition_key, partitions), []).append(item)
                     else:
                         rejected[item.error_code] += 1
                         offset = getattr(message, "offset", -1)

@@ -142,7 +142,7 @@ def produce_lines(
 def publish_sweep(settings: Settings, until: int) -> int:
     """Ask the owner of every internal partition to fire the cooling due by ``until``
     (microseconds); returns the number of partitions told."""
-    from pipeline.consumers.wire import SweepTick, encode
+    from pipeline.contracts.internal import SweepTick, encode
 
     topic = TopicNames.of(settings).contact_events
     producer = KafkaProducer(

@@ -82,6 +82,13 @@ LATE_EVENTS = Counter(
     "leadflow_late_events_total",
     "Events older than their contact's clock when they reached the processor (applied out of order).",
 )
+IDENTITY_LINKS = Counter(
+    "leadflow_identity_links_total",
+    "Link events (contact_id + anonymous_id) resolved by the processor, by outcome: merge (an anonymous "
+    "history merged), link (an unknown anonymous id linked), linked (already linked to this contact), "
+    "conflict (the anonymous id belongs to another contact: usually a shared device).",
+    ["outcome"],
+)
 TRANSITIONS = Counter(
     "leadflow_transitions_total",
     "Transitions published to lead.transitions, by kind (stage, temperature), from, to and direction "
@@ -223,6 +230,12 @@ def count_outputs(moves: Mapping[tuple[str, str, str, str], int], alert_types: S
         TRANSITIONS.labels(*key).inc(n)
     for alert_type in set(alert_types):
         ALERTS.labels(alert_type).inc(alert_types.count(alert_type))
+
+
+def count_identity_links(outcomes: Mapping[str, int]) -> None:
+    """Link events resolved in a batch, by outcome."""
+    for outcome, n in outcomes.items():
+        IDENTITY_LINKS.labels(outcome).inc(n)
 
 
 def count_processor_batch(

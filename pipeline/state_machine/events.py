@@ -42,6 +42,14 @@ class Event(msgspec.Struct, frozen=True, gc=False):
         """The anonymous contact key this event links to its contact (``anon:<id>``), if any."""
         return ANONYMOUS_PREFIX + self.anonymous_id if self.identified and self.anonymous_id else None
 
+    @property
+    def partition_key(self) -> str:
+        """The state key whose owner must see this event first: a link event goes to the owner of
+        its anonymous contact (which claims it and hands it on, see :mod:`.identity`), any other
+        event to its contact's owner."""
+        links = self.links
+        return self.contact if links is None else links
+
 
 #: The key prefix of an anonymous contact: ``anon:<anonymous_id>`` (reserved: never a contact_id).
 ANONYMOUS_PREFIX = "anon:"

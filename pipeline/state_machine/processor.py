@@ -10,6 +10,13 @@ Identities (:mod:`.identity`): an event that links an anonymous id to its contac
 anonymous contact's history into the contact; the sealed anonymous state (``merged_into``) stays in
 ``states`` under its own key as the id's alias, and later events carrying only that anonymous id
 are applied to the contact it was merged into.
+
+A partitioned runtime (``owns`` given, ``merge_identities=True``) resolves a link in two steps,
+each on the partition that owns the state it changes: the partition owning ``anon:X`` claims it
+(:func:`~.identity.claim_anonymous`: seal and export) and hands the known side a
+:class:`ClaimedLink` (``Outcome.claimed``); the partition owning the contact merges and applies the
+event (:meth:`LifecycleProcessor.apply_claimed`). A link event that reaches the contact's side
+first is handed to the anonymous side (``Outcome.routed``, see :attr:`Event.partition_key`).
 """
 
 from __future__ import annotations
@@ -91,10 +98,26 @@ class Outcome:
     #: the contact the id stays with), or UNRESOLVED (identities are resolved by another runtime).
     link: str | None = None
     owner: str | None = None
+    #: Claimed links whose contact another processor owns: deliver each to it (apply_claimed).
+    claimed: list[ClaimedLink] = field(default_factory=list)
+    #: The event itself went to another processor (routed or claimed): it was not applied here.
+    handed_off: bool = False
+
+
+class ClaimedLink(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A link event claimed on the anonymous side, for the side that owns its contact: what
+    :func:`~.identity.claim_anonymous` said (``outcome``, ``owner``) and the exported history."""
+
+    event: Event
+    outcome: str
+    owner: str
+    exported: ContactState | None = None
 
 
 #: ``Outcome.link`` when this processor does not resolve identities (see ``merge_identities``).
 UNRESOLVED = "unresolved"
+#: ``Outcome.link`` when the link event was handed to the processor owning its anonymous contact.
+ROUTED = "routed"
 
 
 class LifecycleProcessor:
@@ -155,13 +178,32 @@ class LifecycleProcessor:
     def apply(self, event: Event) -> Outcome:
         """Fire what is due by the event's time, then apply the event and any referral credit."""
         outcome = Outcome()
-        at = event.occurred_at
+        self._fire_before(event.occurred_at, outcome)
+        return self._follow(self._decide(event, outcome), outcome)
+
+    def apply_claimed(self, link: ClaimedLink) -> Outcome:
+        """The known side of a link the anonymous side claimed (another processor): merge the
+        exported history (MERGE, LINK) and apply the link event, or apply it as a normal event
+        (LINKED, CONFLICT). Redelivery is a no-op: the contact remembers the link event."""
+        outcome = Outcome(link=link.outcome, owner=link.owner)
+        event = link.event
+        self._fire_before(event.occurred_at, outcome)
+        known = self.states.get(event.contact)
+        if link.outcome == CONFLICT or link.outcome == LINKED:
+            decision = decide(known, event, self.model)
+        else:
+            decision = decide_linked(known, link.exported, event, self.model)
+        return self._follow(decision, outcome)
+
+    def _fire_before(self, at: int, outcome: Outcome) -> None:
         if self.fire_on_event and (self.clock is None or at > self.clock):
             earliest = self.deadlines.earliest()
             if earliest is not None and earliest <= at:
                 self.advance_to(at, outcome)
             self.clock = at
-        decision = self._decide(event, outcome)
+
+    def _follow(self, decision: Decision | None, outcome: Outcome) -> Outcome:
+        """Record a decision, then the referral credit it caused (routed when owned elsewhere)."""
         if decision is None:
             return outcome
         if decision.duplicate:
@@ -193,14 +235,19 @@ class LifecycleProcessor:
             outcome.forwarded = True
             if self.owns is not None and not self.owns(event.contact):
                 outcome.routed.append(event)
+                outcome.handed_off = True
                 return None
             return decide(states.get(event.contact), event, model)
         anon_key = event.links
         if anon_key is None or anon_key == event.contact:
             return decide(states.get(event.contact), event, model)
-        if not self.merge_identities or (self.owns is not None and not self.owns(anon_key)):
+        if not self.merge_identities:
             outcome.link = UNRESOLVED
             return decide(states.get(event.contact), event, model)
+        if self.owns is not None and not self.owns(anon_key):
+            outcome.routed.append(event)  # to the anonymous side first (Event.partition_key)
+            outcome.link, outcome.handed_off = ROUTED, True
+            return None
         claim = claim_anonymous(states.get(anon_key), event, model)
         outcome.link, outcome.owner = claim.outcome, claim.owner
         if claim.transitions:
@@ -208,6 +255,10 @@ class LifecycleProcessor:
         if claim.state is not states.get(anon_key):
             states[anon_key] = claim.state
             self.deadlines.set(anon_key, claim.state.due)
+        if self.owns is not None and not self.owns(event.contact):
+            outcome.claimed.append(ClaimedLink(event, claim.outcome, claim.owner, claim.exported))
+            outcome.handed_off = True
+            return None
         known = states.get(event.contact)
         if claim.outcome == CONFLICT or claim.outcome == LINKED:
             return decide(known, event, model)

@@ -19,7 +19,7 @@ from pipeline.config.settings import Settings
 from pipeline.config.topics import CONTACTS_TABLE, TopicNames
 from pipeline.consumers.contacts import ContactRuntime
 from pipeline.consumers.ingest import SourceConsumer
-from pipeline.consumers.wire import SweepTick, encode
+from pipeline.contracts.internal import SweepTick, encode
 from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability
 from pipeline.streaming.faust_state import ContactStateValue, FaustOutputs, IngestProducer, KafkaChangelog, TableStore

@@ -49,6 +49,8 @@ class Worker:
                 "alerts": counts.alerts,
                 "transitions": sum(counts.transitions.values()),
                 "referral_credits_routed": counts.referral_credits_routed,
+                "identity_links": dict(counts.identity_links),
+                "handed_off": counts.handed_off,
                 "batches": counts.batches,
                 "partitions": sorted(self.runtime.partitions),
                 "contacts_in_table": len(self.table),

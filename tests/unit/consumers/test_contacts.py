@@ -15,7 +15,6 @@ import pytest
 
 from pipeline.config.settings import from_env
 from pipeline.config.topics import partition_for
-from pipeline.consumers import wire
 from pipeline.consumers.contacts import (
     CallbackUnit,
     ContactRuntime,
@@ -23,6 +22,7 @@ from pipeline.consumers.contacts import (
     lateness,
     order_by_event_time,
 )
+from pipeline.contracts import internal as wire
 from pipeline.state_machine import REFERRAL_CONVERTED, ContactState, Event, builtin_model
 from pipeline.state_machine.processor import Outcome
 from pipeline.streaming.in_memory import InMemoryBroker, InMemoryStore, in_memory_unit

@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 
 from pipeline.config.settings import from_env
 from pipeline.config.topics import partition_for
-from pipeline.consumers import wire
 from pipeline.consumers.contacts import ContactRuntime
 from pipeline.contracts import decode_event
+from pipeline.contracts import internal as wire
 from pipeline.ops import metrics
 from pipeline.state_machine import ContactState, Event, builtin_model
 

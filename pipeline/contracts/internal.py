@@ -1,7 +1,10 @@
-"""The internal message format of the ``contact-events`` topic (MessagePack).
+"""The internal message format of the ``contact-events`` topic (MessagePack): the wire contract
+between the ingest consumers, the sweep and the contact processor.
 
 One message carries many events for one partition (amortizing the per-message cost of the stream
-processor), or a sweep tick telling the partition's owner to fire the cooling due by ``clock``.
+processor), a sweep tick telling the partition's owner to fire the cooling due by ``clock``, or
+link events the partition owning their anonymous contact has claimed, for the partition owning
+their contact to merge and apply (identity merges across partitions).
 :func:`decode_batch` turns a batch of such messages into each partition's events and ticks.
 """
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from pipeline.state_machine import Event
+from pipeline.state_machine.processor import ClaimedLink
 
 log = logging.getLogger("pipeline.consumers.contacts")  # where these messages were logged before
 
@@ -35,7 +39,14 @@ class SweepTick(msgspec.Struct, frozen=True, array_like=True, tag="tick"):
     clock: int
 
 
-Internal = ContactBatch | SweepTick
+class ClaimedLinks(msgspec.Struct, frozen=True, array_like=True, tag="claimed"):
+    """Link events claimed by the anonymous side, with the exported anonymous histories, for
+    the partition that owns their contacts (:meth:`LifecycleProcessor.apply_claimed`)."""
+
+    links: list[ClaimedLink]
+
+
+Internal = ContactBatch | SweepTick | ClaimedLinks
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Internal)
@@ -56,6 +67,7 @@ class PartitionInput:
 
     events: list[Event] = field(default_factory=list)
     ticks: list[int] = field(default_factory=list)  # the clock of each sweep tick
+    claimed: list[ClaimedLink] = field(default_factory=list)  # links to merge here
 
 
 @dataclass(slots=True)
@@ -83,6 +95,8 @@ def decode_batch(messages: Iterable[tuple[int, bytes]]) -> DecodedBatch:
             inputs.events.extend(message.events)
             if message.received_at:
                 received.append((message.received_at, len(message.events)))
+        elif isinstance(message, ClaimedLinks):
+            inputs.claimed.extend(message.links)
         else:
             inputs.ticks.append(message.clock)
     return batch
