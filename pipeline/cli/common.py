@@ -8,6 +8,8 @@ each other and never :mod:`pipeline.cli.main`. Each has ``register(subparsers)``
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import TYPE_CHECKING, TypeAlias
 
 from pipeline.config.settings import Settings, SettingsError, from_env
@@ -75,9 +77,26 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
             overrides[name] = value
     overrides.update(extra)
     try:
-        return from_env(None, **overrides)
+        settings = from_env(None, **overrides)
     except SettingsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    return with_detected_profile(settings, explicit="profile" in overrides)
+
+
+def with_detected_profile(settings: Settings, explicit: bool = False) -> Settings:
+    """``settings`` with the broker profile of the broker that answers, unless one was chosen
+    (``--broker-profile`` or ``$LEADFLOW_BROKER_PROFILE`` always win): the embedded Tansu broker is
+    recognised by its cluster id; anything else, or no answer, keeps ``kafka``."""
+    if explicit or os.environ.get("LEADFLOW_BROKER_PROFILE", "").strip():
+        return settings
+    from pipeline.kafka.detect import detect_profile
+
+    profile = detect_profile(settings.bootstrap)
+    if profile != settings.profile:
+        print(f"leadflow: {settings.bootstrap} is the embedded Tansu broker: using broker profile {profile} "
+              "(set LEADFLOW_BROKER_PROFILE or --broker-profile to choose)", file=sys.stderr)
+        return settings.with_(profile=profile)
+    return settings
 
 
 def storage_failure(exc: StorageError) -> CliError:

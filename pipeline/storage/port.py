@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
-from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupBy
+from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupBy, StoredAlert
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,11 @@ class HistoryStore(Protocol):
 
     def contact_timeline(self, contact_id: str) -> ContactHistory | None:
         """The contact's snapshot, transitions and alerts; None when nothing is stored for it."""
+        ...
+
+    def open_alerts(self, limit: int = 200) -> tuple[StoredAlert, ...]:
+        """Alerts not acknowledged yet, soonest ``respond_by`` first (then oldest, then by id): the
+        sales queue the console's Hot leads page shows. At most ``limit``."""
         ...
 
     def funnel(

@@ -263,6 +263,15 @@ class MemoryHistoryStore:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def open_alerts(self, limit: int = 200) -> tuple[StoredAlert, ...]:
+        database = self._database()
+        with database.lock:
+            waiting = sorted(
+                (e for e in database.alerts.values() if e.acknowledged_at is None),
+                key=lambda e: (e.respond_by, e.occurred_at, e.alert.alert_id),
+            )[:limit]
+        return tuple(StoredAlert(e.alert, None) for e in waiting)
+
     def contact_timeline(self, contact_id: str) -> ContactHistory | None:
         database = self._database()
         with database.lock:

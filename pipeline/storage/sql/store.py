@@ -190,6 +190,16 @@ class SqlHistoryStore:
         with translate_errors(self.url), self.engine.connect() as connection:
             return compute_funnel(connection, model, by, since, until)
 
+    def open_alerts(self, limit: int = 200) -> tuple[StoredAlert, ...]:
+        with translate_errors(self.url), self.engine.connect() as connection:
+            found = connection.execute(
+                select(alerts)
+                .where(alerts.c.acknowledged_at.is_(None))
+                .order_by(alerts.c.respond_by, alerts.c.occurred_at, alerts.c.alert_id)
+                .limit(limit)
+            ).all()
+        return tuple(_stored_alert(r) for r in found)
+
     # -- acknowledging ---------------------------------------------------------------------------
 
     def acknowledge(self, alert_id: str, at: datetime) -> Acknowledgement:
