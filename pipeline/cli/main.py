@@ -19,6 +19,8 @@ Commands (``leadflow COMMAND --help`` lists the options of each):
     alerts ack      record that sales acted on a became_hot alert
     collector       HTTP collector: events from web trackers and backends into Kafka
     webhooks        deliver alerts and transitions to sales tools' webhooks
+    up              the whole product on this machine, one supervised process tree (and the console)
+    console         browser console: hot leads, contacts, funnel, pipeline health
 
 Exit codes (defined once, in :mod:`pipeline.cli.common`): 0 success; 1 an I/O error (a file that
 cannot be read or written, Kafka or the database unreachable) or a contact / alert not found; 2 a
@@ -36,7 +38,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline.cli import collector, demo, model, replay, sample, storage, streaming, webhooks
+from pipeline.cli import collector, console, demo, model, replay, sample, storage, streaming, up, webhooks
 from pipeline.cli.common import CliError, Subparsers
 
 #: The command groups, in the order ``leadflow --help`` lists their commands.
@@ -49,6 +51,8 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     storage.register,
     collector.register,
     webhooks.register,
+    up.register,
+    console.register,
 )
 
 

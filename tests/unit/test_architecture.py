@@ -37,8 +37,9 @@ ALLOWED: dict[str, set[str]] = {
     "offline": INNER | {"storage"},
     "streaming": INNER | {"ops", "kafka", "storage", "consumers"},
     "devtools": INNER | {"ops", "kafka", "streaming"},
+    "console": INNER | {"ops", "kafka", "storage"},
     "cli": INNER | {"ops", "kafka", "storage", "consumers", "collector", "webhooks", "offline", "streaming",
-                    "devtools", "cli"},
+                    "devtools", "console", "cli"},
 }
 
 #: Libraries the pure core never imports: brokers, databases, metrics, HTTP, the clock and chance.
