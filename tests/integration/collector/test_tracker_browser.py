@@ -11,14 +11,19 @@ first-party cookie throughout, and the contact id from ``leadflow.identify`` fro
 from __future__ import annotations
 
 import asyncio
+import io
+import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
 from pipeline.config.topics import TopicNames
 from pipeline.kafka.tools import ensure_topics
+from pipeline.offline.replay import replay
+from pipeline.state_machine import ContactState, builtin_model
 from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 from .browser import chromium
@@ -156,3 +161,19 @@ def test_tracker_in_headless_chromium_sends_page_views_and_a_form_submit(
     assert int(seen["beacons"] or 0) >= 1
     sent = [r for r in seen["requests"] if "/v1/events/website" in r["url"] and r["method"] == "POST"]
     assert "Fetch" in {r["type"] for r in sent}, sent
+    # What Leadflow makes of it (the engine as `leadflow replay` runs it): one person, whose first
+    # touch is the landing page's campaign, and the anonymous visitor merged into them.
+    lines = [orjson.dumps({"source": "website", **e}) for e in sorted(events, key=lambda e: e["occurred_at"])]
+    states: dict[str, ContactState] = {}
+    sink = io.BytesIO()
+    stats = replay(iter(lines), builtin_model(), received_at=time.time_ns() // 1000, out=sink, alerts=io.BytesIO(),
+                   deadletter=io.BytesIO(), keep_states=states)
+    assert stats.applied == 5
+    person = states["contact:ana@example.com"]
+    assert person.merged_into is None and person.events_applied == 5
+    assert person.first_touch == ("website", "newsletter", "email", "spring")
+    assert states[f"anon:{anonymous_id}"].merged_into == "contact:ana@example.com"
+    assert [s for s in states.values() if s.merged_into is None] == [person]
+    identity = [orjson.loads(x) for x in sink.getvalue().splitlines() if b'"identity"' in x]
+    assert [(t["from"], t["to"], t["reason"]) for t in identity] == [
+        (f"anon:{anonymous_id}", "contact:ana@example.com", "merged_anonymous_history")]
