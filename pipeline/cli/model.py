@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.cli.common import Subparsers, load_model
+from pipeline.state_machine.model import BANT_MEASURES
 
 
 def cmd_model_validate(args: argparse.Namespace) -> int:
@@ -13,6 +14,14 @@ def cmd_model_validate(args: argparse.Namespace) -> int:
         f"{args.file}: valid model {model.label}: {len(model.stages)} stages, {len(model.advances)} advances, "
         f"{len(model.regressions)} cooling rules, {len(model.bands)} temperature bands"
     )
+    escalation = "escalates at respond_by" if model.escalate_overdue else "no escalation"
+    print(f"  speed to lead: respond within {model.respond_within / 60_000_000:g} minutes, {escalation}")
+    bant_keys = {"bant", *BANT_MEASURES}
+    for rule in model.advances:
+        guard = [test for test in rule.require if test.key in bant_keys]
+        if guard:
+            text = ", ".join(f"{t.key} {t.op} {str(t.operand).lower()}" for t in guard)
+            print(f"  BANT guard: -> {model.stages[rule.to]} ({rule.reason}) needs {text}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Source consumers: one per input family (website, email, purchase).
+"""Source consumers: one per input family (website, email, purchase, sales).
 
 Each reads its input topic in large polls (aiokafka ``getmany``), decodes and validates every
 message with the shared contract code, dead-letters what cannot be applied (with the topic,
@@ -167,7 +167,7 @@ class SourceConsumer:
                 for item in decode_message(value, family=self.family, received_at=received_at):
                     if isinstance(item, Event):
                         by_type[item.event_type] += 1
-                        by_partition.setdefault(partition_for(item.partition_key, partitions), []).append(item)
+                        by_partition.setdefault(partition_for(item.contact, partitions), []).append(item)
                     else:
                         rejected[item.error_code] += 1
                         offset = getattr(message, "offset", -1)

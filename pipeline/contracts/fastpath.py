@@ -44,7 +44,8 @@ def _properties_struct(event_type: str) -> type[msgspec.Struct]:
 
 
 _PROPERTY_TYPES = {event_type: _properties_struct(event_type) for event_type in TYPE_RULES}
-_EMPTY_OK = frozenset(t for t, rules in TYPE_RULES.items() if not rules.required)
+_EMPTY_OK = frozenset(t for t, rules in TYPE_RULES.items() if not rules.required and not rules.any_of)
+_ANY_OF = {t: rules.any_of for t, rules in TYPE_RULES.items() if rules.any_of}
 _decode_envelope = msgspec.json.Decoder(Envelope).decode
 _convert = msgspec.convert
 _DEPTH_SCAN_ABOVE = 2 * MAX_DEPTH  # a shorter text cannot nest deeper than MAX_DEPTH
@@ -88,6 +89,9 @@ def fast_event(raw: bytes, family: str | None, received_at: int) -> Event | None
         try:
             _convert(properties, _PROPERTY_TYPES[event_type])
         except msgspec.ValidationError:
+            return None
+        needs = _ANY_OF.get(event_type)
+        if needs is not None and not any(name in properties for name in needs):
             return None
     referred_by = envelope.referred_by
     return Event(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from pipeline.state_machine.events import EVENT_TYPES
+from pipeline.state_machine.events import BANT_CRITERIA, CONTACT_CHANNELS, DISQUALIFICATION_REASONS, EVENT_TYPES
 
 #: Longest identifier (event_id, contact_id, anonymous_id, referred_by), in characters.
 MAX_IDENTIFIER_LENGTH = 128
@@ -62,6 +62,10 @@ def is_amount(value: Any) -> bool:
     return (type(value) is int or type(value) is float) and value >= 0
 
 
+def is_boolean(value: Any) -> bool:
+    return type(value) is bool
+
+
 def is_currency(value: Any) -> bool:
     return type(value) is str and len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
 
@@ -89,6 +93,8 @@ class TypeRules:
     family: str
     required: tuple[PropertyRule, ...] = ()
     optional: tuple[PropertyRule, ...] = ()
+    #: At least one of these (optional) properties must be present (``lead_qualified``: a BANT answer).
+    any_of: tuple[str, ...] = ()
     required_names: tuple[str, ...] = field(init=False)
     integral: tuple[str, ...] = field(init=False)  # normalized from 5.0 to 5 once valid
 
@@ -104,6 +110,10 @@ def text(name: str) -> PropertyRule:
 
 def optional_text(name: str) -> PropertyRule:
     return PropertyRule(name, is_string, "a string", str)
+
+
+def flag(name: str) -> PropertyRule:
+    return PropertyRule(name, is_boolean, "true or false", bool)
 
 
 def one_of(name: str, *allowed: str) -> PropertyRule:
@@ -143,13 +153,27 @@ _SPECIFIC: dict[str, tuple[tuple[PropertyRule, ...], tuple[PropertyRule, ...]]] 
     "email_bounced": ((_CAMPAIGN, one_of("bounce_type", "hard", "soft")), ()),
     "order_completed": ((_ORDER, _AMOUNT, _CURRENCY, one_of("tier", "entry", "core", "addon")), ()),
     "order_refunded": ((_ORDER, _AMOUNT), ()),
+    "lead_contacted": (
+        (one_of("channel", *CONTACT_CHANNELS),),
+        (text("rep_id"), optional_text("outcome"), optional_text("alert_id")),
+    ),
+    "lead_qualified": ((), (*(flag(name) for name in BANT_CRITERIA), optional_text("notes"), text("rep_id"))),
+    "lead_disqualified": (
+        (one_of("reason", *DISQUALIFICATION_REASONS),),
+        (optional_text("notes"), text("rep_id")),
+    ),
+    "deal_won": ((_AMOUNT, _CURRENCY), (text("deal_id"), text("rep_id"))),
+    "deal_lost": ((text("reason"),), (text("deal_id"), text("rep_id"))),
 }
+
+#: Types that need at least one of some optional properties.
+_ANY_OF: dict[str, tuple[str, ...]] = {"lead_qualified": BANT_CRITERIA}
 
 
 def _type_rules(event_type: str, family: str) -> TypeRules:
     default_required = (_CAMPAIGN,) if family == "email" else ()
     required, optional = _SPECIFIC.get(event_type, (default_required, ()))
-    return TypeRules(event_type, family, required, optional + _UTM)
+    return TypeRules(event_type, family, required, optional + _UTM, _ANY_OF.get(event_type, ()))
 
 
 #: The rules of every input event type.

@@ -35,6 +35,7 @@ FUTURE_TOLERANCE = 5 * 60 * MICROS_PER_SECOND
 Rejection = tuple[str, str, str | None]
 
 SOURCE_SET = frozenset(SOURCES)
+_SOURCE_CHOICES = ", ".join(f'"{s}"' for s in SOURCES[:-1]) + f' or "{SOURCES[-1]}"'
 _ALLOWED_FIELDS = ", ".join(sorted(ENVELOPE_FIELDS))
 _IDENTIFIER = "a string of 1-128 characters"
 _TIMESTAMP = "an RFC 3339 timestamp with offset, e.g. 2026-03-01T10:00:00Z or 2026-03-01T17:00:00.123+07:00"
@@ -57,12 +58,13 @@ def validate_envelope(obj: dict[str, Any], family: str | None, received_at: int)
     event_type = get("event_type", _MISSING)
     type_family = FAMILY_OF.get(event_type) if type(event_type) is str else None
     if type(event_type) is str and type_family is None:
-        detail = f"$.event_type: {show(event_type)} is not an event type of any family (website, email, purchase)"
+        families = ", ".join(SOURCES)
+        detail = f"$.event_type: {show(event_type)} is not an event type of any family ({families})"
         return "unknown_event_type", detail, known_source
     if known_source is None:
         if source is _MISSING:
-            return "schema_violation", '$.source: required in a replay line: "website", "email" or "purchase"', None
-        return "schema_violation", f'$.source: must be "website", "email" or "purchase" (got {show(source)})', None
+            return "schema_violation", f"$.source: required in a replay line: {_SOURCE_CHOICES}", None
+        return "schema_violation", f"$.source: must be {_SOURCE_CHOICES} (got {show(source)})", None
     if source is not _MISSING and source != known_source:
         if type(source) is str and source in SOURCE_SET:
             return "wrong_source", f'$.source: a "{source}" event on the {known_source} topic', known_source
@@ -77,8 +79,8 @@ def validate_envelope(obj: dict[str, Any], family: str | None, received_at: int)
     rules = TYPE_RULES[event_type]
     properties = get("properties", _MISSING)
     if properties is _MISSING:
-        if rules.required:
-            needs = ", ".join(rules.required_names)
+        if rules.required or rules.any_of:
+            needs = ", ".join(rules.required_names) or "at least one of " + ", ".join(rules.any_of)
             return "schema_violation", f"$.properties: required for {event_type} (with {needs})", known_source
         properties = {}
     elif type(properties) is not dict:
@@ -145,6 +147,8 @@ def _properties_problem(properties: dict[str, Any], rules: TypeRules) -> str | N
         value = properties.get(rule.name, _MISSING)
         if value is not _MISSING and not rule.test(value):
             return _rule_problem(rule, value)
+    if rules.any_of and not any(name in properties for name in rules.any_of):
+        return f"$.properties: {rules.event_type} needs at least one of {', '.join(rules.any_of)}"
     return None
 
 

@@ -16,7 +16,8 @@ def _where(tests: tuple[object, ...]) -> str:
     for test in tests:
         key, op, operand = test.key, test.op, test.operand  # type: ignore[attr-defined]
         symbol = {"eq": "=", "ne": "≠", "lt": "<", "le": "≤", "gt": ">", "ge": "≥", "in": "in"}[op]
-        parts.append(f"{key} {symbol} {operand}")
+        shown = str(operand).lower() if isinstance(operand, bool) else operand
+        parts.append(f"{key} {symbol} {shown}")
     return ", ".join(parts)
 
 

@@ -18,7 +18,7 @@ import msgspec
 from pipeline.state_machine import ids
 from pipeline.state_machine.clock import MICROS_PER_DAY, to_rfc3339
 from pipeline.state_machine.errors import SealedContactError
-from pipeline.state_machine.events import REFERRAL_CONVERTED, Event
+from pipeline.state_machine.events import BANT_CRITERIA, LEAD_CONTACTED, LEAD_QUALIFIED, REFERRAL_CONVERTED, Event
 from pipeline.state_machine.model import Advance, Model, Regress, all_match
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 from pipeline.state_machine.state import ContactState, has_seen, new_contact, remember
@@ -42,13 +42,28 @@ class Decision(NamedTuple):
     alerts: list[Alert]
     referrals: list[Event]  # referral credit for other contacts, to apply next
     duplicate: bool
+    #: What a ``lead_contacted`` meant for speed to lead (one of :data:`CONTACT_OUTCOMES`), else None.
+    contact_outcome: str | None = None
+
+
+#: ``Decision.contact_outcome`` of a ``lead_contacted``: it answered the open alert before
+#: ``respond_by``, or at/after it; it was dated before the alert (answers nothing); there was no
+#: alert to answer; the alert had been answered already.
+ANSWERED_IN_TIME = "answered_in_time"
+ANSWERED_LATE = "answered_late"
+BEFORE_ALERT = "before_alert"
+NO_ALERT = "no_alert"
+ALREADY_ANSWERED = "already_answered"
+CONTACT_OUTCOMES: tuple[str, ...] = (ANSWERED_IN_TIME, ANSWERED_LATE, BEFORE_ALERT, NO_ALERT, ALREADY_ANSWERED)
 
 
 class Deadline(NamedTuple):
-    """The next time-driven move of a contact: at ``at``, a band drop or a ``Regress`` rule."""
+    """The next time-driven move of a contact: at ``at``, a band drop, a ``Regress`` rule, or the
+    escalation of an unanswered alert (``overdue``)."""
 
     at: int
-    rule: Regress | None  # None: the score decays out of the current band
+    rule: Regress | None  # None: the score decays out of the current band (unless overdue)
+    overdue: bool = False  # respond_by of the open became_hot alert passed with no answer
 
 
 def decayed_score(score: float, score_at: int, at: int, half_life: int) -> float:
@@ -75,12 +90,23 @@ def _measures(state: ContactState) -> dict[str, Any]:
     span = None
     if state.first_core_order_at is not None and state.last_core_order_at is not None:
         span = (state.last_core_order_at - state.first_core_order_at) / MICROS_PER_DAY
-    return {
+    measures = {
         "core_orders": state.core_orders,
         "core_order_span_days": span,
         "referrals_converted": state.referrals_converted,
         "score": state.score,
+        "bant": state.bant.bit_count(),
     }
+    for bit, criterion in enumerate(BANT_CRITERIA):
+        measures[criterion] = bool(state.bant >> bit & 1)
+    return measures
+
+
+def _overdue_at(state: ContactState, model: Model) -> int | None:
+    """When the open alert escalates: its ``respond_by``, unless answered, escalated or disabled."""
+    if state.escalate_at is None or state.answered_at is not None or state.overdue_fired:
+        return None
+    return state.escalate_at if model.escalate_overdue else None
 
 
 def _transition(
@@ -141,15 +167,20 @@ def _stage_transition(
 
 
 def next_deadline(state: ContactState, model: Model) -> Deadline | None:
-    """When the contact's next time-driven move is due, and which; None when nothing is pending."""
+    """When the contact's next time-driven move is due, and which; None when nothing is pending.
+    At equal times the escalation comes first, then a band drop, then cooling."""
     best: Deadline | None = None
+    overdue = _overdue_at(state, model)
+    if overdue is not None:
+        best = Deadline(overdue, None, True)
     if state.band > 0:
         leave = model.bands[state.band].leave_below
         if state.score < leave:
-            best = Deadline(state.score_at, None)
+            drop = state.score_at
         else:
-            crossing = model.half_life * math.log2(state.score / leave)
-            best = Deadline(state.score_at + int(crossing) + 1, None)
+            drop = state.score_at + int(model.half_life * math.log2(state.score / leave)) + 1
+        if best is None or drop < best.at:
+            best = Deadline(drop, None)
     for rule in model.timed_by_stage.get(state.stage, ()):
         anchor: int | None = getattr(state, _CLOCK_FIELDS[rule.since or "stage_entered"])
         start = state.stage_entered_at if anchor is None else max(anchor, state.stage_entered_at)
@@ -162,12 +193,14 @@ def next_deadline(state: ContactState, model: Model) -> Deadline | None:
 
 def _with_due(state: ContactState, model: Model) -> ContactState:
     """``state`` with its ``due`` cache set: the time of :func:`next_deadline` (hot path)."""
-    due: int | None = None
+    due = _overdue_at(state, model) if state.escalate_at is not None else None
     band = state.band
     if band > 0:
         leave = model.bands[band].leave_below
         score = state.score
-        due = state.score_at if score < leave else state.score_at + int(model.half_life * math.log2(score / leave)) + 1
+        drop = state.score_at if score < leave else state.score_at + int(model.half_life * math.log2(score / leave)) + 1
+        if due is None or drop < due:
+            due = drop
     timed = model.timed_by_stage.get(state.stage)
     if timed:
         entered = state.stage_entered_at
@@ -182,14 +215,18 @@ def _with_due(state: ContactState, model: Model) -> ContactState:
 def expire(state: ContactState, now: int, model: Model) -> Decision:
     """Fire every time-driven move due at or before ``now``, in deadline order."""
     transitions: list[Transition] = []
+    alerts: list[Alert] = []
     if state.due is None or state.due > now:  # the common case: nothing due
-        return Decision(state, transitions, [], [], False)
+        return Decision(state, transitions, alerts, [], False)
     while True:
         deadline = next_deadline(state, model)
         if deadline is None or deadline.at > now:
             break
         at = deadline.at
-        if deadline.rule is None:
+        if deadline.overdue:
+            state = _replace(state, overdue_fired=True, clock=max(state.clock, at))
+            alerts.append(_response_overdue(model, state, at))
+        elif deadline.rule is None:
             score = decayed_score(state.score, state.score_at, at, model.half_life)
             old = state.band
             band = band_for(model, old, score)
@@ -204,7 +241,7 @@ def expire(state: ContactState, now: int, model: Model) -> Decision:
             old = state.stage
             state = _replace(state, stage=rule.to, stage_entered_at=at, clock=max(state.clock, at))
             transitions.append(_stage_transition(model, state, old, rule.reason, None, at))
-    return Decision(_with_due(state, model), transitions, [], [], False)
+    return Decision(_with_due(state, model), transitions, alerts, [], False)
 
 
 def _first_touch(event: Event) -> tuple[str | None, str | None, str | None, str | None]:
@@ -305,9 +342,10 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         raise SealedContactError(state.contact, state.merged_into, event.event_id)
 
     transitions: list[Transition] = []
+    alerts: list[Alert] = []
     if at >= state.clock and state.due is not None and state.due <= at:
         expired = expire(state, at, model)
-        state, transitions = expired.state, expired.transitions
+        state, transitions, alerts = expired.state, expired.transitions, expired.alerts
 
     # A late (out-of-order) event takes effect at the contact's present: its points add to the score
     # as of the clock and a stage it moves to is entered now, so no deadline is ever scheduled behind
@@ -340,6 +378,14 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         changes["referrals_converted"] = state.referrals_converted + 1
         last = state.last_referral_at
         changes["last_referral_at"] = at if last is None else max(at, last)
+    elif event_type == LEAD_QUALIFIED:
+        changes["bant"] = _bant_answers(state.bant, event.properties)
+    contact_outcome: str | None = None
+    if event_type == LEAD_CONTACTED:
+        contact_outcome = _contact_outcome(state, at)
+        if contact_outcome in (ANSWERED_IN_TIME, ANSWERED_LATE):
+            changes["answered_at"] = at
+            alerts.append(_alert_answered(model, state, event, at))
 
     # Score and temperature.
     score = decayed_score(state.score, state.score_at, now, model.half_life)
@@ -379,10 +425,10 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
             state = _replace(state, stage=regress.to, stage_entered_at=now)
             transitions.append(_stage_transition(model, state, old_stage, regress.reason, event.event_id, at))
 
-    alerts: list[Alert] = []
     entered_alert_band = band >= model.alert_band > old_band
     if entered_alert_band and (state.identified or not model.alert_identified_only):
-        alerts.append(_became_hot(model, state, event.event_id, at))
+        state, alert = raise_became_hot(model, state, event.event_id, at)
+        alerts.append(alert)
 
     state = _with_due(state, model)
     referrals: list[Event] = []
@@ -398,7 +444,91 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
                 properties={"referred_contact": state.contact, "trigger_event_id": event.event_id},
             )
         )
-    return Decision(state, transitions, alerts, referrals, False)
+    return Decision(state, transitions, alerts, referrals, False, contact_outcome)
+
+
+def _bant_answers(mask: int, properties: dict[str, Any]) -> int:
+    """The BANT mask after a ``lead_qualified``: true confirms a criterion, false clears it."""
+    for bit, criterion in enumerate(BANT_CRITERIA):
+        answer = properties.get(criterion)
+        if answer is True:
+            mask |= 1 << bit
+        elif answer is False:
+            mask &= ~(1 << bit)
+    return mask
+
+
+def _contact_outcome(state: ContactState, at: int) -> str:
+    if state.alert_at is None or state.respond_by is None:
+        return NO_ALERT
+    if state.answered_at is not None:
+        return ALREADY_ANSWERED
+    if at < state.alert_at:
+        return BEFORE_ALERT
+    return ANSWERED_IN_TIME if at < state.respond_by else ANSWERED_LATE
+
+
+def raise_became_hot(model: Model, state: ContactState, trigger: str, at: int) -> tuple[ContactState, Alert]:
+    """A ``became_hot`` alert, and the state with it as the open alert (its speed-to-lead clock
+    starts: the next ``lead_contacted`` answers it; ``respond_by`` escalates it)."""
+    alert = _became_hot(model, state, trigger, at)
+    respond_by = at + model.respond_within
+    opened = _replace(
+        state, alert_id=alert.alert_id, alert_at=at, respond_by=respond_by, answered_at=None,
+        overdue_fired=False, escalate_at=max(respond_by, state.clock),
+    )
+    return opened, alert
+
+
+def _seconds(micros: int) -> float:
+    return round(micros / 1_000_000, 3)
+
+
+def _response_overdue(model: Model, state: ContactState, at: int) -> Alert:
+    """``response_overdue``: the open alert's ``respond_by`` passed with no answer; ``at`` is
+    ``respond_by`` (or the contact's present, for an alert a late event raised after it)."""
+    assert state.alert_id is not None and state.alert_at is not None and state.respond_by is not None
+    return Alert(
+        alert_id=ids.alert_id(state.contact, "response_overdue", state.alert_id),
+        type="response_overdue",
+        contact_id=state.contact,
+        stage=model.stages[state.stage],
+        score=round(decayed_score(state.score, state.score_at, at, model.half_life), 3),
+        occurred_at=to_rfc3339(at),
+        respond_by=to_rfc3339(state.respond_by),
+        reasons=(),
+        first_touch=first_touch(state),
+        model=model.label,
+        original_alert_id=state.alert_id,
+        alert_occurred_at=to_rfc3339(state.alert_at),
+        waited_seconds=_seconds(at - state.alert_at),
+    )
+
+
+def _alert_answered(model: Model, state: ContactState, event: Event, at: int) -> Alert:
+    """``alert_answered``: the first ``lead_contacted`` after the open alert (in time or late)."""
+    assert state.alert_id is not None and state.alert_at is not None and state.respond_by is not None
+    props = event.properties
+    channel, rep_id = props.get("channel"), props.get("rep_id")
+    return Alert(
+        alert_id=ids.alert_id(state.contact, "alert_answered", state.alert_id),
+        type="alert_answered",
+        contact_id=state.contact,
+        stage=model.stages[state.stage],
+        score=round(decayed_score(state.score, state.score_at, max(at, state.score_at), model.half_life), 3),
+        occurred_at=to_rfc3339(at),
+        respond_by=to_rfc3339(state.respond_by),
+        reasons=(),
+        first_touch=first_touch(state),
+        model=model.label,
+        original_alert_id=state.alert_id,
+        alert_occurred_at=to_rfc3339(state.alert_at),
+        response_seconds=_seconds(at - state.alert_at),
+        late_seconds=_seconds(max(0, at - state.respond_by)),
+        channel=channel if isinstance(channel, str) else None,
+        rep_id=rep_id if isinstance(rep_id, str) else None,
+        trigger_event_id=event.event_id,
+    )
 
 
 def _became_hot(model: Model, state: ContactState, trigger: str, at: int) -> Alert:

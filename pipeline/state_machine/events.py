@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-#: The three input families; an event's ``source`` is one of them.
-SOURCES: tuple[str, ...] = ("website", "email", "purchase")
+#: The four input families; an event's ``source`` is one of them.
+SOURCES: tuple[str, ...] = ("website", "email", "purchase", "sales")
 
 #: Event type the engine synthesizes for a referrer when a contact they referred converts.
 REFERRAL_CONVERTED = "referral_converted"
@@ -41,14 +41,6 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     def links(self) -> str | None:
         """The anonymous contact key this event links to its contact (``anon:<id>``), if any."""
         return ANONYMOUS_PREFIX + self.anonymous_id if self.identified and self.anonymous_id else None
-
-    @property
-    def partition_key(self) -> str:
-        """The state key whose owner must see this event first: a link event goes to the owner of
-        its anonymous contact (which claims it and hands it on, see :mod:`.identity`), any other
-        event to its contact's owner."""
-        links = self.links
-        return self.contact if links is None else links
 
 
 #: The key prefix of an anonymous contact: ``anon:<anonymous_id>`` (reserved: never a contact_id).
@@ -81,7 +73,28 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
         "email_complained",
     ),
     "purchase": ("order_completed", "order_refunded"),
+    # What sales did (a sales tool, or a person through one): not the contact's engagement.
+    "sales": ("lead_contacted", "lead_qualified", "lead_disqualified", "deal_won", "deal_lost"),
 }
+
+#: The sales event that answers a ``became_hot`` alert (the first one after the alert).
+LEAD_CONTACTED = "lead_contacted"
+#: The sales event carrying BANT answers (``budget``, ``authority``, ``need``, ``timeline``).
+LEAD_QUALIFIED = "lead_qualified"
+#: The BANT criteria, in the order of the state's bit mask (budget = bit 0).
+BANT_CRITERIA: tuple[str, ...] = ("budget", "authority", "need", "timeline")
+#: How a contact was reached (``lead_contacted.properties.channel``).
+CONTACT_CHANNELS: tuple[str, ...] = ("call", "email", "meeting", "chat", "message")
+#: Why sales disqualified a lead (``lead_disqualified.properties.reason``).
+DISQUALIFICATION_REASONS: tuple[str, ...] = (
+    "no_budget",
+    "not_decision_maker",
+    "no_need",
+    "bad_timing",
+    "unreachable",
+    "competitor",
+    "spam",
+)
 
 #: Event types a lifecycle model may name: every input type plus the engine's own.
 KNOWN_EVENT_TYPES: frozenset[str] = frozenset(

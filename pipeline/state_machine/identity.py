@@ -33,7 +33,6 @@ from pipeline.state_machine import ids
 from pipeline.state_machine.engine import (
     Decision,
     _band_transition,
-    _became_hot,
     _stage_transition,
     _transition,
     _with_due,
@@ -41,12 +40,14 @@ from pipeline.state_machine.engine import (
     decayed_score,
     decide,
     expire,
+    raise_became_hot,
 )
 from pipeline.state_machine.errors import LifecycleError, SealedContactError
 from pipeline.state_machine.events import Event
 from pipeline.state_machine.model import Model
-from pipeline.state_machine.records import Transition
+from pipeline.state_machine.records import Alert, Transition
 from pipeline.state_machine.state import (
+    ALIAS_LIMIT,
     FINGERPRINT_SIZE,
     ContactState,
     OrderMemo,
@@ -144,13 +145,14 @@ def merge_identity(
     if known.contact != link_event.contact:
         raise IdentityError(f"event {event_id!r} is for {link_event.contact!r}, not {known.contact!r}")
     transitions: list[Transition] = []
+    alerts: list[Alert] = []
     if at >= known.clock and known.due is not None and known.due <= at:
         expired = expire(known, at, model)
-        known, transitions = expired.state, expired.transitions
+        known, transitions, alerts = expired.state, expired.transitions, expired.alerts
     if anonymous is None or anonymous.events_applied == 0:
-        state = _with_due(_replace(known, identified=True), model)
+        state = _with_due(_replace(known, identified=True, aliases=_with_alias(known.aliases, anon_key)), model)
         transitions.append(_identity_record(model, state, anon_key, model.link_reason, event_id, at))
-        return Decision(state, transitions, [], [], False)
+        return Decision(state, transitions, alerts, [], False)
     if anonymous.contact != anon_key:
         raise IdentityError(f"event {event_id!r} links {anon_key!r}, not {anonymous.contact!r}")
     anonymous = _unsealed(anonymous, fingerprint, model)
@@ -158,17 +160,20 @@ def merge_identity(
         expired = expire(anonymous, at, model)
         anonymous = expired.state
         transitions.extend(expired.transitions)  # the anonymous contact's own, if claim did not fire them
+        alerts.extend(expired.alerts)
 
     state = _combine(known, anonymous, at, model)
+    state = _replace(state, aliases=_with_alias(known.aliases, anon_key))
     key = ids.merge_trigger(event_id)
     transitions.append(_identity_record(model, state, anon_key, model.merge_reason, event_id, at))
     if state.band != known.band:
         transitions.append(_band_transition(model, state, known.band, model.merge_reason, event_id, at, key))
     if state.stage != known.stage:
         transitions.append(_stage_transition(model, state, known.stage, model.merge_reason, event_id, at, key))
-    alerts = []
     if state.band >= model.alert_band > known.band and (state.identified or not model.alert_identified_only):
-        alerts.append(_became_hot(model, state, key, at))
+        state, alert = raise_became_hot(model, state, key, at)
+        alerts.append(alert)
+        state = _with_due(state, model)
     return Decision(state, transitions, alerts, [], False)
 
 
@@ -264,8 +269,15 @@ def _combine(known: ContactState, anon: ContactState, at: int, model: Model) -> 
         scoring_events=(*known.scoring_events, *anon.scoring_events)[-model.alert_max_reasons :],
         orders=orders,
         seen=seen[overflow:] if overflow > 0 else seen,
+        bant=known.bant | anon.bant,
     )
     return _with_due(merged, model)
+
+
+def _with_alias(aliases: tuple[str, ...], anon_key: str) -> tuple[str, ...]:
+    """``aliases`` with ``anon_key`` last, keeping the latest ALIAS_LIMIT."""
+    kept = (*(a for a in aliases if a != anon_key), anon_key)
+    return kept[-ALIAS_LIMIT:]
 
 
 def _merge_orders(

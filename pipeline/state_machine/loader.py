@@ -17,8 +17,9 @@ from typing import Any
 
 from pipeline.state_machine.clock import days
 from pipeline.state_machine.errors import ModelError
-from pipeline.state_machine.events import KNOWN_EVENT_TYPES
+from pipeline.state_machine.events import EVENT_TYPES, KNOWN_EVENT_TYPES
 from pipeline.state_machine.model import (
+    BANT_MEASURES,
     CLOCKS,
     MEASURES,
     OPERATORS,
@@ -85,7 +86,21 @@ def _comparisons(reader: _Reader, key: str, allowed: tuple[str, ...] | None) -> 
                 tests.append(Comparison(name, op, operand))
         else:
             tests.append(Comparison(name, "eq", spec))
+    for test in tests:
+        _check_bant_operand(reader, key, test)
     return tuple(tests)
+
+
+def _check_bant_operand(reader: _Reader, key: str, test: Comparison) -> None:
+    """A BANT guard compares ``bant`` with a count 0-4 and a criterion with true or false."""
+    values = test.operand if test.op == "in" else (test.operand,)
+    if test.key == "bant":
+        if not all(type(v) is int and 0 <= v <= 4 for v in values):
+            raise reader.fail(
+                f"{key}.bant: compare with a whole number of BANT criteria from 0 to 4 (got {test.operand!r})"
+            )
+    elif test.key in BANT_MEASURES and (test.op not in ("eq", "ne") or type(test.operand) is not bool):
+        raise reader.fail(f"{key}.{test.key}: a BANT criterion is true or false; write {test.key} = true")
 
 
 class _Builder:
@@ -134,6 +149,18 @@ class _Builder:
         bands, half_life, instant = self.temperature(top)
         band_names = tuple(b.name for b in bands)
         points, non_engagement = self.scoring(top)
+        scoring_sales = sorted(set(EVENT_TYPES["sales"]) - non_engagement)
+        if scoring_sales:
+            raise ModelError(
+                self.path, "[scoring]",
+                f"not_engagement must list the sales events (what sales did is not the contact's engagement); "
+                f"add {', '.join(map(repr, scoring_sales))}",
+            )
+        scored_sales = sorted(set(EVENT_TYPES["sales"]) & set(points))
+        if scored_sales:
+            raise ModelError(
+                self.path, "[scoring]", f"sales events never score; remove points for {', '.join(scored_sales)}"
+            )
 
         orders = self.reader("[orders]", top.get("orders", dict, {}))
         order_completed = orders.get("completed", str, "order_completed")
@@ -148,6 +175,9 @@ class _Builder:
         alert_identified_only = alerts.get("identified_only", bool, True)
         respond_within = alerts.get("respond_within_minutes", (int, float), 60)
         max_reasons = alerts.get("max_reasons", int, 5)
+        escalate_overdue = alerts.get("escalate_overdue", bool, True)
+        if respond_within <= 0:
+            raise alerts.fail("respond_within_minutes must be positive")
         alerts.done()
 
         limits = self.reader("[limits]", top.get("limits", dict, {}))
@@ -167,7 +197,9 @@ class _Builder:
             for i, table in enumerate(top.get("advances", list, []))
         )
         regressions = tuple(
-            self.regress(f"regressions[{i}]", table, stages) for i, table in enumerate(top.get("regressions", list, []))
+            rule
+            for i, table in enumerate(top.get("regressions", list, []))
+            for rule in self.regress(f"regressions[{i}]", table, stages)
         )
         top.done()
         self.check_graph(stages, advances, regressions)
@@ -195,6 +227,7 @@ class _Builder:
             source_path=self.path,
             merge_reason=merge_reason,
             link_reason=link_reason,
+            escalate_overdue=escalate_overdue,
         )
 
     def temperature(self, top: _Reader) -> tuple[tuple[Band, ...], int, tuple[InstantBand, ...]]:
@@ -287,13 +320,26 @@ class _Builder:
         r.done()
         return rule
 
-    def regress(self, entry: str, table: Any, stages: tuple[str, ...]) -> Regress:
+    def regress(self, entry: str, table: Any, stages: tuple[str, ...]) -> tuple[Regress, ...]:
+        """One rule per stage of ``from`` (a stage, or a list of stages sharing the reason code)."""
         r = self.reader(entry, table)
         r.entry = f"{entry} (reason {table.get('reason')!r})" if isinstance(table, dict) else entry
-        from_stage = self.stage(r, stages, "from")
+        raw_from = table.get("from") if isinstance(table, dict) else None
+        if isinstance(raw_from, list):
+            r.used.add("from")
+            if not raw_from:
+                raise r.fail("from: list at least one stage")
+            sources = []
+            for name in raw_from:
+                if name not in stages:
+                    raise r.fail(f"from: unknown stage {name!r}; stages are: {', '.join(stages)}")
+                sources.append(stages.index(name))
+        else:
+            sources = [self.stage(r, stages, "from")]
         to = self.stage(r, stages, "to")
-        if to >= from_stage:
-            raise r.fail(f"a regression must go down: {stages[from_stage]!r} -> {stages[to]!r}")
+        for from_stage in sources:
+            if to >= from_stage:
+                raise r.fail(f"a regression must go down: {stages[from_stage]!r} -> {stages[to]!r}")
         reason = self.claim_reason(r, r.get("reason", str))
         on = self.event_types(r, "on", [])
         after_days = r.get("after_days", (int, float), None)
@@ -306,19 +352,15 @@ class _Builder:
             raise r.fail("after_days must be positive")
         if bool(on) == (after_days is not None):
             raise r.fail("give exactly one trigger: 'on' (event types) or 'after_days' with 'since'")
-        rule = Regress(
-            from_stage=from_stage,
-            to=to,
-            reason=reason,
-            on=on,
-            where=_comparisons(r, "where", None),
-            require=_comparisons(r, "require", MEASURES),
-            after=None if after_days is None else days(after_days),
-            since=since,
-            entry=r.entry,
-        )
+        where = _comparisons(r, "where", None)
+        require = _comparisons(r, "require", MEASURES)
+        after = None if after_days is None else days(after_days)
         r.done()
-        return rule
+        return tuple(
+            Regress(from_stage=f, to=to, reason=reason, on=on, where=where, require=require, after=after,
+                    since=since, entry=r.entry)
+            for f in sources
+        )
 
     def check_graph(
         self, stages: tuple[str, ...], advances: tuple[Advance, ...], regressions: tuple[Regress, ...]

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: State measures a rule's ``require`` may test (computed by the engine from contact state).
-MEASURES: tuple[str, ...] = ("core_orders", "core_order_span_days", "referrals_converted", "score")
+#: ``bant`` counts the BANT criteria sales confirmed (0-4, from ``lead_qualified`` events);
+#: ``budget``, ``authority``, ``need``, ``timeline`` are each true once confirmed (false otherwise).
+MEASURES: tuple[str, ...] = (
+    "core_orders", "core_order_span_days", "referrals_converted", "score",
+    "bant", "budget", "authority", "need", "timeline",
+)
+#: The measures that hold a BANT criterion (their operands are true/false).
+BANT_MEASURES: tuple[str, ...] = ("budget", "authority", "need", "timeline")
 
 #: Clocks a time-driven cooling rule may count from (``since = ...``).
 CLOCKS: tuple[str, ...] = ("last_engagement", "last_core_order", "last_referral", "stage_entered")
@@ -154,6 +161,9 @@ class Model:
     # Identity merging ([identity]): reason codes of the moves a merge causes, and of a bare link.
     merge_reason: str = "merged_anonymous_history"
     link_reason: str = "linked_anonymous_id"
+    # Speed to lead ([alerts] escalate_overdue): publish response_overdue at respond_by when no
+    # lead_contacted answered the became_hot alert.
+    escalate_overdue: bool = True
     # Indexes, derived in __post_init__.
     advances_by_event: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
     temperature_advances: tuple[Advance, ...] = field(default=(), compare=False)

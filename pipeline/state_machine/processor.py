@@ -11,12 +11,22 @@ anonymous contact's history into the contact; the sealed anonymous state (``merg
 ``states`` under its own key as the id's alias, and later events carrying only that anonymous id
 are applied to the contact it was merged into.
 
-A partitioned runtime (``owns`` given, ``merge_identities=True``) resolves a link in two steps,
-each on the partition that owns the state it changes: the partition owning ``anon:X`` claims it
-(:func:`~.identity.claim_anonymous`: seal and export) and hands the known side a
-:class:`ClaimedLink` (``Outcome.claimed``); the partition owning the contact merges and applies the
-event (:meth:`LifecycleProcessor.apply_claimed`). A link event that reaches the contact's side
-first is handed to the anonymous side (``Outcome.routed``, see :attr:`Event.partition_key`).
+A partitioned runtime (``owns`` given, ``merge_identities=True``) resolves a link in three steps,
+each on the partition that owns the state it changes:
+
+1. the contact's partition gets the link event (events are keyed by contact). If the anonymous
+   key is one of the contact's ``aliases``, it is applied at once. Otherwise the contact starts
+   *awaiting* that key: the event is held in its state and sent to be claimed
+   (``Outcome.to_claim``), and every later event of the contact is held behind it (durably: the
+   held events are part of the state the changelog stores), with its cooling paused;
+2. the partition owning ``anon:X`` claims it (:func:`~.identity.claim_anonymous`: seal and export,
+   or say it is linked already, unknown, or another contact's) and hands a :class:`ClaimedLink`
+   back (``Outcome.claimed``);
+3. the contact's partition merges and applies the link event, then the held events in arrival
+   order (:meth:`LifecycleProcessor.apply_claimed`).
+
+So a contact's events are applied in the order they reached its partition, whatever the merge's
+round trip costs, and each step is idempotent under redelivery.
 """
 
 from __future__ import annotations
@@ -28,11 +38,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from pipeline.state_machine.engine import Decision, decide, expire
-from pipeline.state_machine.events import Event
+from pipeline.state_machine.events import REFERRAL_CONVERTED, Event
 from pipeline.state_machine.identity import CONFLICT, LINKED, claim_anonymous, decide_linked
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, Transition
-from pipeline.state_machine.state import ContactState
+from pipeline.state_machine.state import ContactState, new_contact
 
 
 class DeadlineIndex:
@@ -102,6 +112,16 @@ class Outcome:
     claimed: list[ClaimedLink] = field(default_factory=list)
     #: The event itself went to another processor (routed or claimed): it was not applied here.
     handed_off: bool = False
+    #: Link events to claim on the processor owning their anonymous contact (Event.links).
+    to_claim: list[Event] = field(default_factory=list)
+    #: The event was held: its contact awaits the claim of a link (applied when it comes back).
+    held: bool = False
+    #: Input events this step applied, and skipped as duplicates: the event itself, plus any held
+    #: events a resolved claim released (referral credit is not counted here).
+    applied: int = 0
+    duplicates: int = 0
+    #: Speed to lead: what each applied ``lead_contacted`` meant (engine.CONTACT_OUTCOMES), in order.
+    contact_outcomes: list[str] = field(default_factory=list)
 
 
 class ClaimedLink(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -172,6 +192,7 @@ class LifecycleProcessor:
             expired = expire(state, now, self.model)
             self.states[contact] = expired.state
             outcome.transitions.extend(expired.transitions)
+            outcome.alerts.extend(expired.alerts)
             self.track(expired.state)
         return outcome
 
@@ -179,21 +200,37 @@ class LifecycleProcessor:
         """Fire what is due by the event's time, then apply the event and any referral credit."""
         outcome = Outcome()
         self._fire_before(event.occurred_at, outcome)
-        return self._follow(self._decide(event, outcome), outcome)
+        return self._follow(self._decide(event, outcome), outcome, event)
 
     def apply_claimed(self, link: ClaimedLink) -> Outcome:
         """The known side of a link the anonymous side claimed (another processor): merge the
         exported history (MERGE, LINK) and apply the link event, or apply it as a normal event
-        (LINKED, CONFLICT). Redelivery is a no-op: the contact remembers the link event."""
+        (LINKED, CONFLICT); then apply, in order, the contact's events held while the claim was
+        in flight. Redelivery is a no-op: the contact remembers the link event."""
         outcome = Outcome(link=link.outcome, owner=link.owner)
         event = link.event
         self._fire_before(event.occurred_at, outcome)
         known = self.states.get(event.contact)
+        rest: tuple[Event, ...] = ()
+        if known is not None and known.awaiting is not None:
+            held = known.held
+            if known.awaiting != event.links or not held or held[0].event_id != event.event_id:
+                outcome.duplicate = True  # a redelivered claim of a link resolved before
+                outcome.duplicates += 1
+                return outcome
+            known, rest = msgspec.structs.replace(known, awaiting=None, held=()), held[1:]
+            self.states[event.contact] = known
         if link.outcome == CONFLICT or link.outcome == LINKED:
             decision = decide(known, event, self.model)
         else:
             decision = decide_linked(known, link.exported, event, self.model)
-        return self._follow(decision, outcome)
+        self._follow(decision, outcome, event)
+        for later in rest:  # released in arrival order; a later link may start a new claim
+            _absorb(outcome, self.apply(later))
+        state = self.states.get(event.contact)
+        if state is not None:
+            self.track(state)
+        return outcome
 
     def _fire_before(self, at: int, outcome: Outcome) -> None:
         if self.fire_on_event and (self.clock is None or at > self.clock):
@@ -202,13 +239,16 @@ class LifecycleProcessor:
                 self.advance_to(at, outcome)
             self.clock = at
 
-    def _follow(self, decision: Decision | None, outcome: Outcome) -> Outcome:
+    def _follow(self, decision: Decision | None, outcome: Outcome, event: Event) -> Outcome:
         """Record a decision, then the referral credit it caused (routed when owned elsewhere)."""
         if decision is None:
             return outcome
         if decision.duplicate:
             outcome.duplicate = True
+            outcome.duplicates += 1
             return outcome
+        if event.event_type != REFERRAL_CONVERTED:
+            outcome.applied += 1
         self._record(decision, outcome)
         pending = decision.referrals
         while pending:  # referral credit: applied to the referrer at the same time
@@ -226,27 +266,42 @@ class LifecycleProcessor:
     def _decide(self, event: Event, outcome: Outcome) -> Decision | None:
         """Apply ``event`` where it belongs, merging a linked anonymous history first (None: the
         event was routed to another processor)."""
-        states, model = self.states, self.model
+        states, model, owns = self.states, self.model, self.owns
         if not event.identified:
             alias = states.get(event.contact)
             if alias is None or alias.merged_into is None:
-                return decide(alias, event, model)
+                return self._decide_for(alias, event, outcome)
             event = msgspec.structs.replace(event, contact=alias.merged_into)
             outcome.forwarded = True
-            if self.owns is not None and not self.owns(event.contact):
+            if owns is not None and not owns(event.contact):
                 outcome.routed.append(event)
                 outcome.handed_off = True
                 return None
-            return decide(states.get(event.contact), event, model)
+            return self._decide_for(states.get(event.contact), event, outcome)
         anon_key = event.links
         if anon_key is None or anon_key == event.contact:
-            return decide(states.get(event.contact), event, model)
+            return self._decide_for(states.get(event.contact), event, outcome)
         if not self.merge_identities:
             outcome.link = UNRESOLVED
             return decide(states.get(event.contact), event, model)
-        if self.owns is not None and not self.owns(anon_key):
-            outcome.routed.append(event)  # to the anonymous side first (Event.partition_key)
-            outcome.link, outcome.handed_off = ROUTED, True
+        if owns is None or owns(event.contact):
+            known = states.get(event.contact)
+            if known is not None and known.awaiting is not None:
+                return self._hold(known, event, outcome)
+            if owns is not None and not owns(anon_key):
+                if known is not None and anon_key in known.aliases:
+                    outcome.link = LINKED  # linked here before: no claim needed
+                    return decide(known, event, model)
+                # Claim on the anonymous side; hold this contact's events until the claim is back.
+                waiting = known if known is not None else new_contact(event.contact, True, event.occurred_at)
+                states[event.contact] = msgspec.structs.replace(waiting, awaiting=anon_key, held=(event,))
+                self.deadlines.set(event.contact, None)
+                outcome.to_claim.append(event)
+                outcome.link, outcome.held = ROUTED, True
+                return None
+        elif not owns(anon_key):  # neither side is ours: to the contact's owner
+            outcome.routed.append(event)
+            outcome.handed_off = True
             return None
         claim = claim_anonymous(states.get(anon_key), event, model)
         outcome.link, outcome.owner = claim.outcome, claim.owner
@@ -264,6 +319,23 @@ class LifecycleProcessor:
             return decide(known, event, model)
         return decide_linked(known, claim.exported, event, model)
 
+    def _decide_for(self, state: ContactState | None, event: Event, outcome: Outcome) -> Decision | None:
+        """``decide``, unless the contact awaits a claim: then the event is held (None)."""
+        if state is not None and state.awaiting is not None:
+            return self._hold(state, event, outcome)
+        return decide(state, event, self.model)
+
+    def _hold(self, state: ContactState, event: Event, outcome: Outcome) -> Decision | None:
+        """Keep ``event`` in its contact's state until the awaited claim is back (a redelivered
+        held event is a duplicate)."""
+        if any(held.event_id == event.event_id for held in state.held):
+            outcome.duplicate = True
+            outcome.duplicates += 1
+            return None
+        self.states[state.contact] = msgspec.structs.replace(state, held=(*state.held, event))
+        outcome.held = True
+        return None
+
     def _record(self, decision: Decision, outcome: Outcome) -> None:
         state = decision.state
         self.states[state.contact] = state
@@ -272,3 +344,18 @@ class LifecycleProcessor:
             outcome.transitions.extend(decision.transitions)
         if decision.alerts:
             outcome.alerts.extend(decision.alerts)
+        if decision.contact_outcome is not None:
+            outcome.contact_outcomes.append(decision.contact_outcome)
+
+
+def _absorb(total: Outcome, step: Outcome) -> None:
+    """Add a later step's outputs and counts to ``total`` (events released by a resolved claim)."""
+    total.transitions.extend(step.transitions)
+    total.alerts.extend(step.alerts)
+    total.referrals_applied += step.referrals_applied
+    total.routed.extend(step.routed)
+    total.claimed.extend(step.claimed)
+    total.to_claim.extend(step.to_claim)
+    total.contact_outcomes.extend(step.contact_outcomes)
+    total.applied += step.applied
+    total.duplicates += step.duplicates

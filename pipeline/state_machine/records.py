@@ -51,8 +51,17 @@ class FirstTouch(msgspec.Struct, frozen=True, gc=False):
     utm_campaign: str | None = None
 
 
-class Alert(msgspec.Struct, frozen=True, gc=False):
-    """``became_hot``: an identified contact entered the hot band; act before ``respond_by``."""
+class Alert(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """An alert on ``lead.alerts``, by ``type``:
+
+    - ``became_hot``: an identified contact entered the hot band; act before ``respond_by``.
+    - ``response_overdue``: ``respond_by`` of the became_hot alert ``original_alert_id`` passed and
+      no ``lead_contacted`` answered it (the escalation; published once, at ``respond_by``).
+    - ``alert_answered``: the first ``lead_contacted`` after the alert ``original_alert_id``: the
+      response time, how late (0 when in time), the channel and rep.
+
+    The trailing fields are only written for the last two types.
+    """
 
     alert_id: str
     type: str
@@ -64,6 +73,14 @@ class Alert(msgspec.Struct, frozen=True, gc=False):
     reasons: tuple[AlertReason, ...]
     first_touch: FirstTouch
     model: str
+    original_alert_id: str | None = None
+    alert_occurred_at: str | None = None  # when the original alert was raised
+    waited_seconds: float | None = None  # response_overdue: time since the alert, unanswered
+    response_seconds: float | None = None  # alert_answered: time from the alert to the first contact
+    late_seconds: float | None = None  # alert_answered: how far after respond_by (0.0: in time)
+    channel: str | None = None  # alert_answered: how the contact was reached
+    rep_id: str | None = None  # alert_answered: who reached it (when the sales tool said)
+    trigger_event_id: str | None = None  # alert_answered: the lead_contacted event
 
 
 class ContactSnapshot(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):

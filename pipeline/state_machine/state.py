@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import msgspec
 
+from pipeline.state_machine.events import Event
+
 #: (order_id, tier, refunded) for the last few orders, oldest first.
 OrderMemo = tuple[str, str, bool]
 #: (event_id, event_type, points) for the last few scoring events, oldest first.
@@ -24,6 +26,8 @@ ScoreMemo = tuple[str, str, float]
 TouchMemo = tuple[str | None, str | None, str | None, str | None]
 
 FINGERPRINT_SIZE = 8
+#: How many anonymous keys a contact remembers as its own (older links still resolve, by a claim).
+ALIAS_LIMIT = 16
 
 
 class ContactState(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -55,6 +59,23 @@ class ContactState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     # decode (array-like MessagePack: missing trailing fields take their defaults).
     first_seen_at: int | None = None  # time of the event that set ``first_touch``
     merged_into: str | None = None  # an anonymous contact sealed into this contact: its events go there
+    # Identity across partitions (issue 11): the anonymous contact keys merged or linked into this
+    # contact (the latest ALIAS_LIMIT; a link to one of them needs no claim), and, in a partitioned
+    # runtime only, the anonymous key whose claim is in flight with the events held until it is
+    # resolved (applied then, in order; see processor.LifecycleProcessor).
+    aliases: tuple[str, ...] = ()
+    awaiting: str | None = None
+    held: tuple[Event, ...] = ()
+    # Trailing fields added with the sales loop (issue 13).
+    bant: int = 0  # BANT criteria sales confirmed, a bit mask over events.BANT_CRITERIA (budget = bit 0)
+    alert_id: str | None = None  # the latest became_hot alert (speed to lead), until the next one
+    alert_at: int | None = None  # when it was raised
+    respond_by: int | None = None  # contact the lead before this time
+    answered_at: int | None = None  # the first lead_contacted at or after alert_at (None: not answered)
+    overdue_fired: bool = False  # response_overdue was published for this alert
+    # When the escalation fires: respond_by, or the contact's clock when a late (out-of-order) event
+    # raised the alert with a respond_by already behind it (a deadline is never scheduled in the past).
+    escalate_at: int | None = None
 
 
 def new_contact(contact: str, identified: bool, at: int) -> ContactState:

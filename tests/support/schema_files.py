@@ -23,6 +23,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "website-event",
     "email-event",
     "purchase-event",
+    "sales-event",
     "event",
     "transition",
     "alert",

@@ -194,7 +194,7 @@ def test_404_unknown_source(collector: Collector) -> None:
     reply = collector.post("crm", orjson.dumps(envelope("x")))
     assert reply.status == 404
     assert reply.json == {"error_code": "unknown_source",
-                          "detail": "no source 'crm'; use one of website, email, purchase"}
+                          "detail": "no source 'crm'; use one of website, email, purchase, sales"}
 
 
 def test_413_announced_length_is_refused_before_the_body_is_read(collector: Collector) -> None:

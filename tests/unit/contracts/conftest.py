@@ -67,5 +67,8 @@ def schema_name(family: str | None) -> str:
 
 @pytest.fixture(scope="session")
 def validators() -> dict[str, Any]:
-    names = ("event", "website-event", "email-event", "purchase-event", "transition", "alert", "deadletter", "contact")
+    names = (
+        "event", "website-event", "email-event", "purchase-event", "sales-event", "transition", "alert", "deadletter",
+        "contact",
+    )
     return {name: schema_validator(name) for name in names}

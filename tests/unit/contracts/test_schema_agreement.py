@@ -77,11 +77,14 @@ _any_value: st.SearchStrategy[Any] = st.sampled_from(
 _identifiers = st.one_of(st.sampled_from(["c-1", "é" * 128, "x" * 129, ""]), _any_value)
 _all_types = [t for types in EVENT_TYPES.values() for t in types]
 _property_names = sorted({r.name for rules in TYPE_RULES.values() for r in (*rules.required, *rules.optional)})
-_GOOD = {"rating": 3, "amount": 12.5, "currency": "VND", "tier": "core", "bounce_type": "soft"}
+_GOOD = {
+    "rating": 3, "amount": 12.5, "currency": "VND", "tier": "core", "bounce_type": "soft", "channel": "call",
+    "reason": "no_budget", "budget": True, "authority": False, "need": True, "timeline": True,
+}
 _FIELD_VALUES: dict[str, Any] = {
     "event_id": _identifiers,
     "event_type": st.one_of(st.sampled_from([*_all_types, "nope"]), _any_value),
-    "source": st.one_of(st.sampled_from(["website", "email", "purchase", "sms"]), _any_value),
+    "source": st.one_of(st.sampled_from(["website", "email", "purchase", "sales", "sms"]), _any_value),
     "contact_id": _identifiers,
     "anonymous_id": _identifiers,
     "occurred_at": st.one_of(
@@ -96,7 +99,7 @@ _FIELD_VALUES: dict[str, Any] = {
 
 @st.composite
 def envelopes(draw: st.DrawFn) -> tuple[str | None, dict[str, Any]]:
-    family = draw(st.sampled_from([None, "website", "email", "purchase"]))
+    family = draw(st.sampled_from([None, "website", "email", "purchase", "sales"]))
     event_type = draw(st.sampled_from(list(EVENT_TYPES[family]) if family else _all_types))
     rules = TYPE_RULES[event_type]
     document: dict[str, Any] = {

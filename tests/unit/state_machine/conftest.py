@@ -143,6 +143,7 @@ class Run:
             decision = expire(self.states[key], now, self.model)
             self.states[key] = decision.state
             fired.extend(decision.transitions)
+            self.alerts.extend(decision.alerts)  # response_overdue escalations
         self.transitions.extend(fired)
         return fired
 

@@ -409,6 +409,11 @@ SCORING = [
     ("email_complained", {}, -40),
     ("email_sent", {}, 0),
     ("email_delivered", {}, 0),
+    ("lead_contacted", {"channel": "call"}, 0),  # the sales family never scores
+    ("lead_qualified", {"budget": True}, 0),
+    ("lead_disqualified", {"reason": "no_need"}, 0),
+    ("deal_won", {"amount": 100, "currency": "USD"}, 0),
+    ("deal_lost", {"reason": "price"}, 0),
     ("membership_joined", {}, 0),
 ]
 
@@ -520,6 +525,7 @@ def test_decay_inside_hysteresis_band_keeps_hot(run, event, at):
 def test_decay_drop_fires_when_the_score_crosses_the_line(run, event, at):
     for _ in range(5):
         run.feed(event("add_to_cart", at(0)))  # 50 at T0
+    run.expire(at(0, hours=1))  # the unanswered became_hot escalates first (speed to lead)
     crossing = at(0) + 14 * DAY * math.log2(50 / 40)  # 50 * 2^(-x/14d) == 40
     deadline = next_deadline(run.state(), run.model)
     assert deadline is not None and deadline.rule is None
@@ -537,6 +543,7 @@ def test_decay_drop_fires_when_the_score_crosses_the_line(run, event, at):
 def test_decay_drop_fires_before_a_later_event(run, event, at):
     for _ in range(5):
         run.feed(event("add_to_cart", at(0)))
+    run.expire(at(0, hours=1))  # the unanswered became_hot escalates first (speed to lead)
     deadline = next_deadline(run.state(), run.model)
     assert deadline is not None
     assert band_moves(run.feed(event("email_sent", deadline.at - 1)).transitions) == []
@@ -585,7 +592,8 @@ def test_instant_hot_from_warm_and_when_already_hot(run, event, at):
 def test_became_hot_alert_once_per_episode_and_rearmed_after_leaving_hot(run, event, at):
     first = run.feed(event("demo_request", at(0)))
     assert [a.type for a in first.alerts] == ["became_hot"]
-    assert run.feed(event("checkout_start", at(0, hours=1))).alerts == []
+    # No second became_hot while hot (the escalation of the first fires at its respond_by, T0 + 1h).
+    assert [a.type for a in run.feed(event("checkout_start", at(0, hours=1))).alerts] == ["response_overdue"]
     assert run.feed(event("add_to_cart", at(0, hours=2))).alerts == []
     deadline = next_deadline(run.state(), run.model)
     assert deadline is not None
@@ -594,7 +602,7 @@ def test_became_hot_alert_once_per_episode_and_rearmed_after_leaving_hot(run, ev
     again = run.feed(event("demo_request", deadline.at + HOUR))
     assert len(again.alerts) == 1
     assert again.alerts[0].alert_id != first.alerts[0].alert_id
-    assert len(run.alerts) == 2
+    assert [a.type for a in run.alerts] == ["became_hot", "response_overdue", "became_hot"]
 
 
 def test_anonymous_contact_is_scored_and_staged_but_never_alerted(run, event, at):
@@ -782,6 +790,10 @@ def test_late_instant_hot_does_not_schedule_a_band_drop_in_the_past(run, event, 
     assert run.stage() == "niche"
     run.feed(event("demo_request", at(50)))
     assert run.temperature() == "hot"
+    # The late alert's escalation is due at the clock (its respond_by is behind it), never before.
+    escalation = next_deadline(run.state(), run.model)
+    assert escalation is not None and escalation.overdue and escalation.at == run.state().clock
+    run.expire(run.state().clock)
     deadline = next_deadline(run.state(), run.model)
     assert deadline is not None and deadline.at > run.state().clock
     before = run.state()

@@ -101,7 +101,11 @@ BROKEN = [
         id="unknown-stage-in-advance",
     ),
     pytest.param(
-        lambda t: _replace(t, 'from = "buyer"\nto = "lead"', 'from = "shopper"\nto = "lead"'),
+        lambda t: _replace(
+            t,
+            'from = "buyer"\nto = "lead"\nreason = "buyer_went_quiet"',
+            'from = "shopper"\nto = "lead"\nreason = "buyer_went_quiet"',
+        ),
         "regressions[2] (reason 'buyer_went_quiet')",
         "unknown stage 'shopper'",
         id="unknown-stage-in-regression",
@@ -137,7 +141,9 @@ BROKEN = [
         id="unreachable-new-stage",
     ),
     pytest.param(
-        lambda t: _remove_block(t, "buyer_went_quiet"),
+        lambda t: _remove_block(
+            _remove_block(_remove_block(t, "buyer_went_quiet"), "buyer_disqualified_by_sales"), "lost_deal"
+        ),
         "stage 'buyer'",
         "no way back down",
         id="no-way-down-buyer",
@@ -229,18 +235,21 @@ def test_b2b_journey_visitor_to_customer(run_with, b2b_model, event, at):
     assert run.stage(c) == "visitor"
     run.feed(event("form_submit", at(0, minutes=10), c))
     run.feed(event("trial_start", at(2), c))
-    run.feed(event("page_view", at(5), c, page_category="pricing"))
+    run.feed(event("page_view", at(5), c, page_category="pricing"))  # no longer SQL: sales decides
     hot = run.feed(event("checkout_start", at(9), c))  # 31.2 + 30: hot (60) in this model
+    run.feed(event("lead_contacted", at(9, minutes=10), c, channel="call"))  # answered in time
+    run.feed(event("lead_qualified", at(9, minutes=20), c, budget=True, authority=True, need=True, timeline=True))
     run.feed(event("order_completed", at(9, hours=1), c, order_id="po-17", tier="core"))
     assert run.moves("stage", c) == [
         ("visitor", "lead", "left_contact_details"),
         ("lead", "mql", "started_a_trial"),
-        ("mql", "sql", "viewed_pricing_as_mql"),
+        ("mql", "sql", "sales_confirmed_full_bant"),
         ("sql", "customer", "signed_contract"),
     ]
     assert all(t.model == "b2b@1" for t in run.transitions)
     assert run.temperature(c) == "hot"
-    [alert] = run.alerts
+    alert, answered = run.alerts
+    assert answered.type == "alert_answered" and answered.response_seconds == 600.0
     assert hot.alerts == [alert]
     assert alert.respond_by == to_rfc3339(at(9) + 30 * 60_000_000)  # b2b: respond within 30 minutes
 
@@ -249,11 +258,12 @@ def test_b2b_journey_cools_one_stage_at_a_time(run_with, b2b_model, event, at):
     run = run_with(b2b_model)
     c = "globex-buyer"
     run.feed(event("form_submit", at(0), c), event("event_attended", at(1), c))
+    run.feed(event("lead_qualified", at(1), c, budget=True, authority=True, need=True))
     assert run.moves("stage", c) == [
         ("visitor", "lead", "left_contact_details"),
-        ("lead", "sql", "attended_demo"),
+        ("lead", "mql", "attended_demo"),
+        ("mql", "sql", "sales_confirmed_budget_authority_need"),
     ]
-    assert run.transitions[-1].skipped == ("mql",)
     fired = [t for t in run.expire(at(200)) if t.kind == "stage"]
     assert [(t.from_, t.to, t.reason, t.occurred_at) for t in fired] == [
         ("sql", "mql", "sql_stalled_21_days", to_rfc3339(at(1 + 21))),

@@ -226,14 +226,14 @@ def test_sweep_timing_does_not_change_results(run_with, events, sweeps):
         swept.feed(e)
     swept.expire(until)
 
-    def per_contact(run):
+    def per_contact(records):
         out = defaultdict(list)
-        for t in run.transitions:
+        for t in records:
             out[t.contact_id].append(t)
         return dict(out)
 
-    assert per_contact(swept) == per_contact(batch)
-    assert swept.alerts == batch.alerts
+    assert per_contact(swept.transitions) == per_contact(batch.transitions)
+    assert per_contact(swept.alerts) == per_contact(batch.alerts)  # escalations fire in sweeps
     assert swept.states == batch.states
 
 
@@ -277,8 +277,8 @@ def test_every_stage_is_reachable_and_has_a_way_down(name):
         downs = [r for r in model.regressions if r.from_stage == index]
         assert downs, f"{model.stages[index]} has no way down"
         assert all(r.to < index for r in downs)
-    # Cooling goes one stage at a time.
-    assert all(r.to == r.from_stage - 1 for r in model.regressions)
+    # Cooling goes one stage at a time; only sales' word (lead_disqualified) may go further down.
+    assert all(r.to == r.from_stage - 1 for r in model.regressions if "lead_disqualified" not in r.on)
 
 
 @pytest.mark.parametrize("name", BUILTIN_MODELS)
