@@ -121,6 +121,7 @@ class ProcessorCounts:
     #: link events by how they were resolved (identity.MERGE, LINK, LINKED, CONFLICT)
     identity_links: dict[str, int] = field(default_factory=dict)
     handed_off: int = 0  # events sent on to the partition that applies them (links, forwarded aliases)
+    held: int = 0  # events held while their contact awaited a claimed link (applied when it came back)
     snapshots: int = 0  # contact snapshots published to lead.contacts
     batches: int = 0
 
@@ -275,12 +276,12 @@ class ContactRuntime:
 
     def _count(self, event: Event, known: ContactState | None, outcome: Outcome, total: Outcome) -> None:
         counts = self.counts
-        if outcome.handed_off:  # applied by the partition it was sent to, and counted there
-            counts.handed_off += 1
-            collect_outputs(total, outcome)
-            return
-        if outcome.duplicate:
-            counts.duplicates += 1
+        counts.applied += outcome.applied
+        counts.duplicates += outcome.duplicates
+        collect_outputs(total, outcome)
+        if outcome.handed_off or outcome.held:  # applied later, or by the partition it was sent to
+            counts.handed_off += outcome.handed_off
+            counts.held += outcome.held
             return
         if outcome.link is not None and outcome.link != ROUTED:
             links = counts.identity_links
@@ -291,6 +292,8 @@ class ContactRuntime:
                     "applied to %s as a normal event", event.event_id, event.links, event.contact,
                     outcome.owner, event.contact,
                 )
+        if outcome.duplicate:
+            return
         late_by = lateness(event, known)
         if late_by:
             counts.late += 1
@@ -298,9 +301,6 @@ class ContactRuntime:
                 "late event %s (%s) for %s: occurred %d µs before the contact's clock",
                 event.event_id, event.event_type, event.contact, late_by,
             )
-        if event.event_type != REFERRAL_CONVERTED:
-            counts.applied += 1
-        collect_outputs(total, outcome)
 
     def fire_due(self, runtime: PartitionRuntime, clock: int, total: Outcome) -> None:
         """Fire every deadline of the partition <= ``clock`` (a sweep tick), into ``total``."""
@@ -325,9 +325,12 @@ class ContactRuntime:
             await unit.send(topics.alerts, alert.contact_id.encode(), _encode_json(alert))
         counts.alerts += len(outcome.alerts)
         partitions = self.settings.partitions
-        for routed in outcome.routed:  # referral credit, link events, events of a merged anonymous id
+        for routed in outcome.routed:  # referral credit, events of a merged anonymous id
             data = wire.encode(wire.ContactBatch([routed]))
-            await unit.send(topics.contact_events, None, data, partition_for(routed.partition_key, partitions))
+            await unit.send(topics.contact_events, None, data, partition_for(routed.contact, partitions))
+        for claim in outcome.to_claim:  # link events, to the partition owning their anonymous contact
+            data = wire.encode(wire.ContactBatch([claim]))
+            await unit.send(topics.contact_events, None, data, partition_for(claim.links or claim.contact, partitions))
         counts.referral_credits_routed += sum(1 for e in outcome.routed if e.event_type == REFERRAL_CONVERTED)
         if outcome.claimed:  # claimed links, to the partition owning each contact, in claim order
             by_partition: dict[int, list[ClaimedLink]] = {}
@@ -401,6 +404,7 @@ def collect_outputs(total: Outcome, outcome: Outcome) -> None:
     total.referrals_applied += outcome.referrals_applied
     total.routed.extend(outcome.routed)
     total.claimed.extend(outcome.claimed)
+    total.to_claim.extend(outcome.to_claim)
 
 
 class CountingDeadlines(DeadlineIndex):

@@ -51,6 +51,7 @@ class Worker:
                 "referral_credits_routed": counts.referral_credits_routed,
                 "identity_links": dict(counts.identity_links),
                 "handed_off": counts.handed_off,
+                "held": counts.held,
                 "batches": counts.batches,
                 "partitions": sorted(self.runtime.partitions),
                 "contacts_in_table": len(self.table),

@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import CONTACTS_TABLE, TopicNames
+from pipeline.contracts import decode_event
 from pipeline.devtools.demo import free_port, stop_process, wait_ready, worker_process
 from pipeline.kafka.tools import ensure_topics, produce_lines
-from pipeline.state_machine import ContactState, decode_state
+from pipeline.state_machine import ContactState, Event, decode_state
 from tests.support.kafka import read_topic
 
 
@@ -53,11 +54,20 @@ class Pipeline:
         with worker_process(settings, log) as process:
             yield Worker(process, settings, log)
 
-    def publish_in_waves(self, lines: list[bytes]) -> int:
+    def publish_in_waves(self, lines: list[bytes], processed: Callable[[], int] | None = None) -> int:
         """Publish in file order so that each contact's events reach the contact processor in file
         order *by construction*: a new wave starts when a contact's next event is on another input
         topic, and a wave is published only after every ingest consumer committed the previous one.
-        (Within one topic, one contact's events share a partition and keep their order.)"""
+        (Within one topic, one contact's events share a partition and keep their order.)
+
+        A link event (contact_id and anonymous_id) starts a new wave when the wave holds events of
+        its anonymous id: they travel through another input partition, and must reach the
+        processor before the link claims their history.
+        An anonymous-only event of a visitor linked earlier in the file is the person's event, but
+        it reaches the anonymous id's partition, and from there the person's (one more hop): it
+        is published in a wave of its own, and, given ``processed`` (events the workers applied or
+        skipped as duplicates), only once the processor has taken every valid event published
+        before it (the link's claim resolved), and the next wave only once it has taken it too."""
         from kafka import KafkaAdminClient, KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all", linger_ms=2,
@@ -66,20 +76,46 @@ class Pipeline:
         admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
         groups = [f"{self.settings.app_id}-ingest-{family}" for family in self.names.inputs]
         waves, wave, families = 0, [], {}
+        linked: dict[str, str] = {}  # anonymous id -> the contact it was first linked to
+        base = processed() if processed is not None else 0
+        valid = 0
         try:
             for line in lines:
                 envelope = orjson.loads(line)
-                contact = envelope.get("contact_id") or envelope.get("anonymous_id")
-                if families.get(contact, envelope["source"]) != envelope["source"]:
+                contact_id, anonymous_id = envelope.get("contact_id"), envelope.get("anonymous_id")
+                if contact_id and anonymous_id:
+                    linked.setdefault(anonymous_id, contact_id)
+                forwarded = not contact_id and anonymous_id in linked
+                contact = linked[anonymous_id] if forwarded else contact_id or anonymous_id
+                # A link reaches the ingest through another input partition (keyed by contact_id)
+                # than the anonymous id's earlier events (keyed by anonymous_id): a wave apart.
+                claims = bool(contact_id and anonymous_id and anonymous_id in families)
+                if forwarded or claims or families.get(contact, envelope["source"]) != envelope["source"]:
                     self._publish_wave(producer, admin, groups, wave)
                     waves, wave, families = waves + 1, [], {}
+                    if forwarded and processed is not None:  # the link's claim is resolved first
+                        self._settle(processed, base + valid)
                 families[contact] = envelope["source"]
-                wave.append((envelope["source"], contact, line))
+                wave.append((envelope["source"], contact_id or anonymous_id, line))
+                valid += isinstance(decode_event(line, family=None, received_at=time.time_ns() // 1000), Event)
+                if forwarded:
+                    self._publish_wave(producer, admin, groups, wave)
+                    waves, wave, families = waves + 1, [], {}
+                    if processed is not None:
+                        self._settle(processed, base + valid)
             self._publish_wave(producer, admin, groups, wave)
         finally:
             producer.close()
             admin.close()
         return waves + 1
+
+    @staticmethod
+    def _settle(processed: Callable[[], int], events: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while processed() < events:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the processor took {processed()} of {events} events in {timeout:.0f} s")
+            time.sleep(0.05)
 
     def _publish_wave(self, producer: Any, admin: Any, groups: list[str], wave: list[tuple[str, str, bytes]]) -> None:
         futures = [
