@@ -88,7 +88,7 @@ def snapshot() -> dict[str, float]:
         "duplicates": value("leadflow_duplicates_skipped_total"),
         "late": value("leadflow_late_events_total"),
         "transitions": total("leadflow_transitions_total"),
-        "alerts": value("leadflow_alerts_total", {"type": "became_hot"}),
+        "alerts": total("leadflow_alerts_total"),  # every type: became_hot, response_overdue, ...
         "latency": value("leadflow_processing_latency_seconds_count"),
         "lag": value("leadflow_event_time_lag_seconds_count"),
         "batches": value("leadflow_processor_batches_total"),
