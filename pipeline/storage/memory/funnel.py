@@ -10,13 +10,15 @@ from itertools import pairwise
 
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, ContactSnapshot, FirstTouch, Transition
-from pipeline.storage.reports.funnel import FunnelCounts, medians_of
+from pipeline.storage.reports.funnel import TOTAL_KEY, FunnelCounts, medians_of
+from pipeline.storage.reports.speed import AlertOutcome, speed_to_lead
 from pipeline.storage.reports.types import NO_CONTACT, NO_VALUE, GroupBy
 
 #: (since, until) in microseconds since the epoch; since inclusive, until exclusive.
 Window = tuple[int | None, int | None]
-#: (alert, occurred_at, respond_by, acknowledged_at or None), times in microseconds.
-AlertFacts = tuple[Alert, int, int, int | None]
+#: (alert, occurred_at, respond_by, acknowledged_at, answered_at, response_seconds, overdue_at), times
+#: in microseconds (None: not acknowledged / answered / escalated).
+AlertFacts = tuple[Alert, int, int, int | None, int | None, float | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +102,13 @@ def count_funnel(
     # became_hot alerts, grouped by the alert's own first touch.
     alert_counts: dict[str, tuple[int, int, int]] = {}
     to_ack: list[tuple[str, Hashable, float]] = []
-    for alert, occurred_at, respond_by, acknowledged_at in alerts:
+    outcomes: list[AlertOutcome] = []
+    for alert, occurred_at, respond_by, acknowledged_at, answered_at, response_seconds, overdue_at in alerts:
         if alert.type != "became_hot" or not alert.model.startswith(prefix) or not _inside(occurred_at, window):
             continue
         group = _touch_value(alert.first_touch, by)
+        outcomes.append(AlertOutcome(group, alert.contact_id, alert.stage, occurred_at, respond_by, answered_at,
+                                     response_seconds, overdue_at is not None))
         n, acked, in_time = alert_counts.get(group, (0, 0, 0))
         if acknowledged_at is not None:
             acked += 1
@@ -111,10 +116,21 @@ def count_funnel(
             to_ack.append((group, None, (acknowledged_at - occurred_at) / 1e6))
         alert_counts[group] = (n + 1, acked, in_time)
 
+    # Speed to lead: the alerted contacts' stage advances (before the window's end).
+    alerted = {o.contact_id for o in outcomes}
+    advances: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    until = window[1]
+    for move in of_model:
+        t = move.transition
+        is_advance = t.kind == "stage" and t.direction == "advance" and t.to in rank
+        if t.contact_id in alerted and is_advance and (until is None or move.occurred_at < until):
+            advances[t.contact_id].append((move.occurred_at, rank[t.to]))
+
     return FunnelCounts(
         at_top=dict(at_top),
         regressions={key: (n, len(distinct)) for key, (n, distinct) in regressions.items()},
         stay_medians=medians_of(stays),
         alert_counts=alert_counts,
         ack_medians=medians_of(to_ack),
+        speed=speed_to_lead(model, outcomes, advances, TOTAL_KEY),
     )

@@ -28,7 +28,10 @@ from pipeline.storage.memory.funnel import StoredTransition, count_funnel
 from pipeline.storage.port import Acknowledgement
 from pipeline.storage.reports.funnel import assemble_funnel
 from pipeline.storage.reports.types import (
+    ALERT_ANSWERED,
+    BECAME_HOT,
     IDENTITY,
+    RESPONSE_OVERDUE,
     ContactHistory,
     FunnelReport,
     GroupBy,
@@ -46,6 +49,43 @@ class AlertEntry:
     occurred_at: int
     respond_by: int
     acknowledged_at: int | None = None
+    # A became_hot alert's speed to lead (the SQL columns of revision 0004).
+    answered_at: int | None = None
+    response_seconds: float | None = None
+    overdue_at: int | None = None
+
+    def stored(self) -> StoredAlert:
+        """The :class:`StoredAlert` the SQL adapter reads back for this row."""
+        if self.alert.type != BECAME_HOT:
+            return StoredAlert(self.alert, _time(self.acknowledged_at))
+        return StoredAlert(
+            self.alert, _time(self.acknowledged_at), _time(self.answered_at), self.response_seconds,
+            _time(self.overdue_at),
+        )
+
+
+def _time(micros: int | None) -> str | None:
+    return None if micros is None else to_rfc3339(micros)
+
+
+def _record_responses(database: MemoryDatabase, batch: Sequence[Alert]) -> None:
+    """The SQL adapter's response update: the earliest alert_answered / response_overdue record
+    about each became_hot alert the batch touched (the caller holds the lock)."""
+    touched = {a.original_alert_id for a in batch if a.original_alert_id is not None}
+    touched |= {a.alert_id for a in batch if a.type == BECAME_HOT}
+    for alert_id in touched:
+        entry = database.alerts.get(alert_id)
+        if entry is None or entry.alert.type != BECAME_HOT:
+            continue
+        about = sorted(
+            (e for e in database.alerts.values() if e.alert.original_alert_id == alert_id),
+            key=lambda e: (e.occurred_at, e.alert.alert_id),
+        )
+        answer = next((e for e in about if e.alert.type == ALERT_ANSWERED), None)
+        overdue = next((e for e in about if e.alert.type == RESPONSE_OVERDUE), None)
+        entry.answered_at = None if answer is None else answer.occurred_at
+        entry.response_seconds = None if answer is None else answer.alert.response_seconds
+        entry.overdue_at = None if overdue is None else overdue.occurred_at
 
 
 @dataclass(slots=True)
@@ -171,9 +211,7 @@ def _history_of(database: MemoryDatabase, contact_id: str) -> tuple[tuple[Transi
         (e for e in database.alerts.values() if e.alert.contact_id == contact_id),
         key=lambda e: (e.occurred_at, e.alert.alert_id),
     )
-    stored = [StoredAlert(e.alert, None if e.acknowledged_at is None else to_rfc3339(e.acknowledged_at))
-              for e in raised]
-    return tuple(s.transition for s in moves), tuple(stored)
+    return tuple(s.transition for s in moves), tuple(e.stored() for e in raised)
 
 
 class MemoryHistoryStore:
@@ -242,6 +280,8 @@ class MemoryHistoryStore:
                 if a.alert_id not in database.alerts:
                     database.alerts[a.alert_id] = AlertEntry(a, parse_rfc3339(a.occurred_at),
                                                              parse_rfc3339(a.respond_by))
+            if new_alerts:
+                _record_responses(database, new_alerts)
             for contact_id, entry in newest.items():
                 stored = database.contacts.get(contact_id)
                 if stored is None or _replaces(entry, stored):
@@ -267,7 +307,11 @@ class MemoryHistoryStore:
         database = self._database()
         with database.lock:
             waiting = sorted(
-                (e for e in database.alerts.values() if e.acknowledged_at is None),
+                (
+                    e
+                    for e in database.alerts.values()
+                    if e.acknowledged_at is None and e.answered_at is None and e.alert.type == BECAME_HOT
+                ),
                 key=lambda e: (e.respond_by, e.occurred_at, e.alert.alert_id),
             )[:limit]
         return tuple(StoredAlert(e.alert, None) for e in waiting)
@@ -307,7 +351,11 @@ class MemoryHistoryStore:
         with database.lock:
             moves = list(database.transitions.values())
             snapshots = {contact_id: entry.snapshot for contact_id, entry in database.contacts.items()}
-            raised = [(e.alert, e.occurred_at, e.respond_by, e.acknowledged_at) for e in database.alerts.values()]
+            raised = [
+                (e.alert, e.occurred_at, e.respond_by, e.acknowledged_at, e.answered_at, e.response_seconds,
+                 e.overdue_at)
+                for e in database.alerts.values()
+            ]
         window = (None if since is None else from_datetime(since), None if until is None else from_datetime(until))
         counts = count_funnel(model, by, window, moves, snapshots, raised)
         return assemble_funnel(model, by, since, until, counts)

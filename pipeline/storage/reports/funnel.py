@@ -19,7 +19,9 @@ Counting rules (also in docs/storage.md):
   (between its own transitions), counted in C's group. Until its snapshot is stored, it counts on
   its own (the sink may write transitions first).
 - Alerts: ``became_hot`` alerts raised in the window, grouped by their own first touch;
-  acknowledged, acknowledged by ``respond_by`` (speed to lead), median time to acknowledgement.
+  acknowledged, acknowledged by ``respond_by``, median time to acknowledgement; and speed to lead
+  (answered by a ``lead_contacted``, in time, time to first contact, overdue, conversion in time
+  against late or never), by the rules of :mod:`.speed`.
 
 An adapter counts (:class:`FunnelCounts`); :func:`assemble_funnel` turns the counts into the
 :class:`~.types.FunnelReport`, so the arithmetic, the ordering and the total are the same on
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pipeline.state_machine.model import Model
-from pipeline.storage.reports.types import TOTAL, FunnelReport, GroupBy, GroupFunnel, StageFigures
+from pipeline.storage.reports.types import TOTAL, FunnelReport, GroupBy, GroupFunnel, SpeedToLead, StageFigures
 
 #: Internal group key of the all-groups figures (PostgreSQL text cannot hold NUL: no group collides).
 TOTAL_KEY = "\x00total"
@@ -58,6 +60,8 @@ class FunnelCounts:
     alert_counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     #: (group, None) -> acknowledged alerts and the median time to acknowledge, with ``TOTAL_KEY``.
     ack_medians: Medians = field(default_factory=dict)
+    #: group -> speed-to-lead figures (:func:`.speed.speed_to_lead`), with ``TOTAL_KEY``.
+    speed: dict[str, SpeedToLead] = field(default_factory=dict)
 
 
 def medians_of(durations: Iterable[tuple[str, Hashable, float]]) -> Medians:
@@ -88,9 +92,10 @@ def assemble_funnel(
             rows.append(StageFigures(stage, reached[i], conversion, n_stays, median, n_regressed, n_regress))
         hot, acked, in_time = alert_counts.get(g, (0, 0, 0))
         median_to_ack = counts.ack_medians.get((g, None), (0, None))[1]
-        return GroupFunnel(g, reached[0], tuple(rows), hot, acked, in_time, median_to_ack)
+        speed = counts.speed.get(g, SpeedToLead())
+        return GroupFunnel(g, reached[0], tuple(rows), hot, acked, in_time, median_to_ack, speed)
 
-    names = set(at_top) | set(alert_counts) | {g for g, _stage in regressions}
+    names = set(at_top) | set(alert_counts) | {g for g, _stage in regressions} | (set(counts.speed) - {TOTAL_KEY})
     no_contacts = [0] * len(stages)
     total_tops = [sum(tops[i] for tops in at_top.values()) for i in range(len(stages))]
     for stage in stages:

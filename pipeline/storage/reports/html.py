@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from pipeline.storage.reports.text import duration, window_text
+from pipeline.storage.reports.text import duration, speed_text, window_text
 from pipeline.storage.reports.types import FunnelReport, GroupFunnel
 
 _WIDTH = 720
@@ -88,7 +88,9 @@ def _section(group: GroupFunnel) -> str:
         f'<section class="group"><h2>{escape(group.group)}</h2>'
         f'<p class="meta">{group.contacts} contacts · became_hot alerts {group.hot_alerts}, acknowledged '
         f"{group.acknowledged} ({group.acknowledged_in_time} by respond_by), median time to acknowledge "
-        f"{duration(group.median_seconds_to_ack)}</p>{funnel_svg(group)}{_table(group)}</section>"
+        f"{duration(group.median_seconds_to_ack)}</p>"
+        f'<p class="meta speed">{escape(speed_text(group.speed_to_lead))}</p>'
+        f"{funnel_svg(group)}{_table(group)}</section>"
     )
 
 

@@ -9,7 +9,15 @@ import msgspec
 
 from pipeline.state_machine.clock import from_datetime, parse_rfc3339, to_rfc3339
 from pipeline.state_machine.records import Transition
-from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupFunnel, StoredAlert
+from pipeline.storage.reports.types import (
+    ALERT_ANSWERED,
+    RESPONSE_OVERDUE,
+    ContactHistory,
+    FunnelReport,
+    GroupFunnel,
+    SpeedToLead,
+    StoredAlert,
+)
 
 
 def format_time(dt: datetime) -> str:
@@ -42,11 +50,24 @@ def window_text(report: FunnelReport) -> str:
     return f"from {since} to {until} (exclusive)"
 
 
+def speed_text(s: SpeedToLead) -> str:
+    """One line of speed to lead: answered, in time, time to first contact, overdue, conversion."""
+    return (
+        f"speed to lead: {s.answered}/{s.alerts} answered, {s.answered_in_time} before respond_by; "
+        f"time to first contact median {duration(s.median_seconds_to_contact)}, "
+        f"p90 {duration(s.p90_seconds_to_contact)}; overdue {s.overdue}; "
+        f"converted to a higher stage: answered in time {_percent(s.conversion_in_time)} "
+        f"({s.converted_in_time}/{s.answered_in_time}), late or never {_percent(s.conversion_late_or_never)} "
+        f"({s.converted_late_or_never}/{s.alerts - s.answered_in_time})"
+    )
+
+
 def _group_table(group: GroupFunnel) -> list[str]:
     lines = [
         f"== {group.group}: {group.contacts} contacts; became_hot alerts {group.hot_alerts}, "
         f"acknowledged {group.acknowledged} ({group.acknowledged_in_time} by respond_by), "
         f"median time to acknowledge {duration(group.median_seconds_to_ack)}",
+        f"   {speed_text(group.speed_to_lead)}",
         f"   {'stage':<14}{'reached':>9}{'→ next':>9}{'median stay':>13}{'stays':>7}{'regressed':>11}"
         f"{'regressions':>13}",
     ]
@@ -71,7 +92,13 @@ def format_funnel(report: FunnelReport) -> str:
 
 def funnel_as_dict(report: FunnelReport) -> dict[str, Any]:
     def group(g: GroupFunnel) -> dict[str, Any]:
-        return msgspec.to_builtins(g)  # type: ignore[no-any-return]
+        data: dict[str, Any] = msgspec.to_builtins(g)
+        speed = g.speed_to_lead
+        data["speed_to_lead"] |= {
+            "conversion_in_time": speed.conversion_in_time,
+            "conversion_late_or_never": speed.conversion_late_or_never,
+        }
+        return data
 
     return {
         "model": report.model,
@@ -100,6 +127,18 @@ def _transition_line(t: Transition) -> str:
 
 def _alert_line(stored: StoredAlert) -> str:
     a = stored.alert
+    if a.type == RESPONSE_OVERDUE:
+        return (
+            f"{a.occurred_at}  ALERT response_overdue {a.alert_id}: nobody contacted the lead by {a.respond_by} "
+            f"(alert {a.original_alert_id}, waited {duration(a.waited_seconds)})"
+        )
+    if a.type == ALERT_ANSWERED:
+        timing = "in time" if not a.late_seconds else f"LATE by {duration(a.late_seconds)}"
+        who = f" by {a.rep_id}" if a.rep_id else ""
+        return (
+            f"{a.occurred_at}  SALES lead_contacted ({a.channel or '-'}{who}) answered alert {a.original_alert_id} "
+            f"after {duration(a.response_seconds)}, {timing}; event {a.trigger_event_id}"
+        )
     reasons = ", ".join(f"{r.event_type} {r.event_id} ({r.points:+g})" for r in a.reasons)
     if stored.acknowledged_at is None:
         ack = "NOT acknowledged"
@@ -107,9 +146,15 @@ def _alert_line(stored: StoredAlert) -> str:
         late = parse_rfc3339(stored.acknowledged_at) > parse_rfc3339(a.respond_by)
         taken = (parse_rfc3339(stored.acknowledged_at) - parse_rfc3339(a.occurred_at)) / 1e6
         ack = f"acknowledged {stored.acknowledged_at} (after {duration(taken)}{', LATE' if late else ''})"
+    if stored.answered_at is not None:
+        answer = f"answered {stored.answered_at} (after {duration(stored.response_seconds)})"
+    else:
+        answer = "not answered"
+    if stored.overdue_at is not None:
+        answer += f", ESCALATED {stored.overdue_at}"
     return (
         f"{a.occurred_at}  ALERT {a.type} {a.alert_id} at stage {a.stage}, score {a.score:g}; "
-        f"respond by {a.respond_by}; {ack}; reasons: {reasons or '-'}"
+        f"respond by {a.respond_by}; {answer}; {ack}; reasons: {reasons or '-'}"
     )
 
 
@@ -163,7 +208,9 @@ def contact_as_dict(history: ContactHistory) -> dict[str, Any]:
     for origin, entry in history.full_timeline():
         if isinstance(entry, StoredAlert):
             timeline.append({"entry": "alert", **msgspec.to_builtins(entry.alert),
-                             "acknowledged_at": entry.acknowledged_at, "merged_from": origin})
+                             "acknowledged_at": entry.acknowledged_at, "answered_at": entry.answered_at,
+                             "response_seconds": entry.response_seconds, "overdue_at": entry.overdue_at,
+                             "merged_from": origin})
         else:
             timeline.append({"entry": "transition", **msgspec.to_builtins(entry), "merged_from": origin})
     return {

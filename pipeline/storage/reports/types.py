@@ -21,14 +21,23 @@ NO_VALUE = "(none)"  # the contact's first touch has no value for this field
 NO_CONTACT = "(no contact row)"  # transitions of a contact whose snapshot is not stored
 TOTAL = "all"  # the name of the all-groups row in reports
 IDENTITY = "identity"  # the kind of the transition that records an identity merge
+#: Alert types: raised on entering hot; the escalation at respond_by; the first contact after it.
+BECAME_HOT = "became_hot"
+RESPONSE_OVERDUE = "response_overdue"
+ALERT_ANSWERED = "alert_answered"
 
 
 @dataclass(frozen=True, slots=True)
 class StoredAlert:
-    """An alert as stored, with when sales acknowledged it (None: still open)."""
+    """An alert as stored, with when sales acknowledged it (None: still open). For a
+    ``became_hot`` alert, also its speed to lead: when the first ``lead_contacted`` answered it and
+    how long after the alert (None: not answered yet), and when it escalated (None: it did not)."""
 
     alert: Alert
     acknowledged_at: str | None
+    answered_at: str | None = None
+    response_seconds: float | None = None
+    overdue_at: str | None = None
 
 
 #: A timeline entry and where it came from: None for the contact's own history, else the id of
@@ -143,6 +152,35 @@ class StageFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeedToLead:
+    """Speed to lead of one group's ``became_hot`` alerts (rules: :mod:`.speed`).
+
+    ``answered``: a ``lead_contacted`` answered the alert; ``answered_in_time``: before
+    ``respond_by``; time to first contact over the answered alerts (median, p90 by nearest rank);
+    ``overdue``: escalated (``response_overdue``); ``converted_*``: the contact reached a stage above
+    the alert's stage after the alert, for alerts answered in time and for the others (late or never).
+    """
+
+    alerts: int = 0
+    answered: int = 0
+    answered_in_time: int = 0
+    median_seconds_to_contact: float | None = None
+    p90_seconds_to_contact: float | None = None
+    overdue: int = 0
+    converted_in_time: int = 0
+    converted_late_or_never: int = 0
+
+    @property
+    def conversion_in_time(self) -> float | None:
+        return self.converted_in_time / self.answered_in_time if self.answered_in_time else None
+
+    @property
+    def conversion_late_or_never(self) -> float | None:
+        others = self.alerts - self.answered_in_time
+        return self.converted_late_or_never / others if others else None
+
+
+@dataclass(frozen=True, slots=True)
 class GroupFunnel:
     """The funnel of one first-touch group (or of all of them: the total)."""
 
@@ -153,6 +191,7 @@ class GroupFunnel:
     acknowledged: int
     acknowledged_in_time: int  # by respond_by
     median_seconds_to_ack: float | None
+    speed_to_lead: SpeedToLead = SpeedToLead()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,10 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from pipeline.state_machine.clock import from_datetime
 from pipeline.state_machine.model import Model
 from pipeline.storage.reports.funnel import TOTAL_KEY, FunnelCounts, Medians, assemble_funnel, medians_of
+from pipeline.storage.reports.speed import AlertOutcome, speed_to_lead
 from pipeline.storage.reports.types import NO_CONTACT, NO_VALUE, FunnelReport, GroupBy
 from pipeline.storage.sql.tables import UtcDateTime, alerts, contacts, transitions
 
@@ -206,5 +208,27 @@ def compute_funnel(
         grouped_by_key=False,
     )
 
-    counts = FunnelCounts(dict(at_top), regressions, stay_medians, alert_counts, ack_medians)
+    # Speed to lead: each alert's answer and escalation, and the alerted contacts' stage advances.
+    outcomes = [
+        AlertOutcome(g, contact_id, stage, from_datetime(occurred), from_datetime(respond_by),
+                     None if answered is None else from_datetime(answered), seconds, overdue is not None)
+        for g, contact_id, stage, occurred, respond_by, answered, seconds, overdue in connection.execute(
+            select(alert_group, a.contact_id, a.stage, a.occurred_at, a.respond_by, a.answered_at,
+                   a.response_seconds, a.overdue_at).where(alert_filter)
+        )
+    ]
+    advances: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    if outcomes:
+        alerted = select(a.contact_id).where(alert_filter).distinct()
+        for contact_id, to, occurred in connection.execute(
+            select(t.contact_id, t.to, t.occurred_at).where(
+                t.kind == "stage", t.direction == "advance", _of_model(t.model, model),
+                t.contact_id.in_(alerted), *_window(t.occurred_at, None, until),
+            )
+        ):
+            if to in rank:
+                advances[contact_id].append((from_datetime(occurred), rank[to]))
+    speed = speed_to_lead(model, outcomes, advances, TOTAL_KEY)
+
+    counts = FunnelCounts(dict(at_top), regressions, stay_medians, alert_counts, ack_medians, speed)
     return assemble_funnel(model, by, since, until, counts)

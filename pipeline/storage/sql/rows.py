@@ -64,7 +64,19 @@ def alert_row(a: Alert) -> dict[str, Any]:
         "utm_medium": a.first_touch.utm_medium,
         "utm_campaign": a.first_touch.utm_campaign,
         "model": a.model,
+        "original_alert_id": a.original_alert_id,
+        "response_seconds": a.response_seconds,
+        "details": alert_details(a),
     }
+
+
+#: The fields of a response_overdue / alert_answered record kept in ``alerts.details``.
+DETAIL_FIELDS = ("alert_occurred_at", "waited_seconds", "late_seconds", "channel", "rep_id", "trigger_event_id")
+
+
+def alert_details(a: Alert) -> dict[str, Any] | None:
+    details = {name: getattr(a, name) for name in DETAIL_FIELDS if getattr(a, name) is not None}
+    return details or None
 
 
 def contact_row(c: ContactSnapshot, written_at: datetime) -> dict[str, Any]:
@@ -128,6 +140,10 @@ def alert_from_row(row: Row[Any]) -> Alert:
         reasons=tuple(AlertReason(r["event_id"], r["event_type"], r["points"]) for r in m["reasons"]),
         first_touch=FirstTouch(m["first_touch_source"], m["utm_source"], m["utm_medium"], m["utm_campaign"]),
         model=m["model"],
+        original_alert_id=m["original_alert_id"],
+        # A became_hot row's response_seconds is filled in later (the answer's): not part of the record.
+        response_seconds=None if m["type"] == "became_hot" else m["response_seconds"],
+        **(m["details"] or {}),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Engine, Row, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ColumnElement
 
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
@@ -21,7 +22,10 @@ from pipeline.storage.database import resolve_url, safe_url
 from pipeline.storage.errors import InvalidAcknowledgement, UnknownAlert
 from pipeline.storage.port import Acknowledgement
 from pipeline.storage.reports.types import (
+    ALERT_ANSWERED,
+    BECAME_HOT,
     IDENTITY,
+    RESPONSE_OVERDUE,
     ContactHistory,
     FunnelReport,
     GroupBy,
@@ -54,7 +58,27 @@ def _newest_per_contact(snapshots: Sequence[ContactSnapshot]) -> list[ContactSna
 
 def _stored_alert(r: Row[Any]) -> StoredAlert:
     acknowledged_at = None if r.acknowledged_at is None else rows.format_time(r.acknowledged_at)
-    return StoredAlert(rows.alert_from_row(r), acknowledged_at)
+    if r.type != BECAME_HOT:
+        return StoredAlert(rows.alert_from_row(r), acknowledged_at)
+    return StoredAlert(
+        rows.alert_from_row(r),
+        acknowledged_at,
+        None if r.answered_at is None else rows.format_time(r.answered_at),
+        r.response_seconds,
+        None if r.overdue_at is None else rows.format_time(r.overdue_at),
+    )
+
+
+def _first_of(kind: str, column: Any) -> ColumnElement[Any]:
+    """A correlated subquery: ``column`` of the earliest ``kind`` record about the outer alert row."""
+    record = alerts.alias(kind)
+    return (
+        select(column(record))
+        .where(record.c.original_alert_id == alerts.c.alert_id, record.c.type == kind)
+        .order_by(record.c.occurred_at, record.c.alert_id)
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 class SqlHistoryStore:
@@ -115,6 +139,7 @@ class SqlHistoryStore:
                 self._insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"]),
                 [rows.alert_row(a) for a in alerts_batch],
             )
+            self._record_responses(connection, alerts_batch)
         if contacts_batch:
             written_at = self._clock()
             statement = self._insert(contacts)
@@ -134,6 +159,26 @@ class SqlHistoryStore:
                 ),
                 [rows.contact_row(c, written_at) for c in _newest_per_contact(contacts_batch)],
             )
+
+    @staticmethod
+    def _record_responses(connection: Connection, alerts_batch: Sequence[Alert]) -> None:
+        """Fill in the response and escalation of the became_hot alerts this batch touched (raised,
+        answered or escalated), from the stored records: in whatever order the two arrived."""
+        touched = sorted(
+            {a.original_alert_id for a in alerts_batch if a.original_alert_id is not None}
+            | {a.alert_id for a in alerts_batch if a.type == BECAME_HOT}
+        )
+        if not touched:
+            return
+        connection.execute(
+            update(alerts)
+            .where(alerts.c.alert_id.in_(touched), alerts.c.type == BECAME_HOT)
+            .values(
+                answered_at=_first_of(ALERT_ANSWERED, lambda r: r.c.occurred_at),
+                response_seconds=_first_of(ALERT_ANSWERED, lambda r: r.c.response_seconds),
+                overdue_at=_first_of(RESPONSE_OVERDUE, lambda r: r.c.occurred_at),
+            )
+        )
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -194,7 +239,7 @@ class SqlHistoryStore:
         with translate_errors(self.url), self.engine.connect() as connection:
             found = connection.execute(
                 select(alerts)
-                .where(alerts.c.acknowledged_at.is_(None))
+                .where(alerts.c.acknowledged_at.is_(None), alerts.c.answered_at.is_(None), alerts.c.type == BECAME_HOT)
                 .order_by(alerts.c.respond_by, alerts.c.occurred_at, alerts.c.alert_id)
                 .limit(limit)
             ).all()

@@ -114,7 +114,10 @@ class TransitionRow(Base):
 
 
 class AlertRow(Base):
-    """A ``became_hot`` alert with the contact's first touch, and when sales acknowledged it."""
+    """An alert with the contact's first touch. A ``became_hot`` row also holds when sales
+    acknowledged it, when the first ``lead_contacted`` answered it (``answered_at``,
+    ``response_seconds``) and when it escalated (``overdue_at``), filled in from the
+    ``alert_answered`` / ``response_overdue`` rows that name it in ``original_alert_id``."""
 
     __tablename__ = "alerts"
 
@@ -132,9 +135,16 @@ class AlertRow(Base):
     utm_campaign: Mapped[str | None] = mapped_column(String(ID))
     model: Mapped[str] = mapped_column(String(NAME))
     acknowledged_at: Mapped[datetime | None]
+    # Speed to lead (revision 0004).
+    original_alert_id: Mapped[str | None] = mapped_column(String(ID))
+    answered_at: Mapped[datetime | None]
+    response_seconds: Mapped[float | None] = mapped_column(Float)
+    overdue_at: Mapped[datetime | None]
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
 
     __table_args__ = (
         Index("ix_alerts_contact_time", "contact_id", "occurred_at"),
+        Index("ix_alerts_original_alert_id", "original_alert_id"),
         Index("ix_alerts_occurred_at", "occurred_at"),
         # Open alerts, oldest first (a sales queue); partial on both dialects.
         Index(

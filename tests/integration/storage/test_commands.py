@@ -32,16 +32,16 @@ def filled(db_url: str) -> str:
 
 def test_db_upgrade_creates_then_reports_current(empty_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["db", "upgrade", "--db", empty_db]) == 0
-    assert "schema upgraded from empty to revision 0003" in capsys.readouterr().out
+    assert "schema upgraded from empty to revision 0004" in capsys.readouterr().out
     assert run(["db", "upgrade", "--db", empty_db]) == 0
-    assert "schema already at revision 0003" in capsys.readouterr().out
+    assert "schema already at revision 0004" in capsys.readouterr().out
 
 
 def test_db_url_comes_from_the_environment(empty_db: str, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LEADFLOW_DB", empty_db)
     assert run(["db", "upgrade"]) == 0
-    assert "revision 0003" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
 
 
 def test_contact_prints_state_and_timeline(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
