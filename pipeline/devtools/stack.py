@@ -138,11 +138,12 @@ def _child_env(settings: Settings, extra: Mapping[str, str]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (and SIGHUP) stop the stack the way Ctrl-C does."""
+    """SIGTERM and SIGHUP stop the stack the way Ctrl-C does; so does SIGINT, even when this process
+    was started with it ignored (a background job of a script)."""
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
