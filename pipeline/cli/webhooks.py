@@ -51,6 +51,9 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                 *([f"stage into {', '.join(sorted(wanted.stages_into))}"] if wanted.stages_into else []),
                 *([f"stage out of {', '.join(sorted(wanted.stages_out_of))}"] if wanted.stages_out_of else []),
                 *(["temperature changes"] if wanted.temperature_changes else []),
+                *(["identity merges"] if wanted.identity_merges else []),
+                *(["response_overdue alerts"] if wanted.response_overdue else []),
+                *(["alert_answered alerts"] if wanted.alerts_answered else []),
             ]
             print(f"{s.name}: POST {s.url} ({'; '.join(what)}), {s.max_in_flight} in flight, "
                   f"timeout {s.retry.timeout:g}s, retries for {s.retry.retry_for:g}s")

@@ -21,6 +21,8 @@ A file has optional delivery defaults and one entry per subscription::
     stages_out_of = ["customer"]    # stage transitions out of these stages ("*" = any)
     temperature_changes = false     # every temperature transition
     identity_merges = false         # identity transitions: an anonymous visitor merged into a contact
+    response_overdue = false        # response_overdue alerts: nobody contacted a hot lead by respond_by
+    alerts_answered = false         # alert_answered alerts: the first lead_contacted after a became_hot
 
 Every problem is reported at once, each naming the file and the field.
 
@@ -58,7 +60,12 @@ DELIVERY_DEFAULTS: dict[str, Any] = {
     "backoff_max_seconds": 3_600.0,
     "start_from": "latest",
 }
-FILTER_KEYS = ("became_hot", "stages_into", "stages_out_of", "temperature_changes", "identity_merges")
+FILTER_KEYS = (
+    "became_hot", "stages_into", "stages_out_of", "temperature_changes", "identity_merges", "response_overdue",
+    "alerts_answered",
+)
+#: The filter flag that selects each alert type (``Alert.type``).
+ALERT_FLAGS = {"became_hot": "became_hot", "response_overdue": "response_overdue", "alert_answered": "alerts_answered"}
 SUBSCRIPTION_KEYS = ("name", "url", "secret", "secret_env", "filter", *DELIVERY_DEFAULTS)
 START_FROM = ("latest", "earliest")
 
@@ -72,17 +79,20 @@ class EventFilter:
     stages_out_of: frozenset[str] = frozenset()
     temperature_changes: bool = False
     identity_merges: bool = False  # transitions of kind "identity" (from anon:<id>, to the contact)
+    response_overdue: bool = False  # the escalation of an unanswered became_hot (speed to lead)
+    alerts_answered: bool = False  # the first lead_contacted after a became_hot, with the response time
 
     @property
     def wants_alerts(self) -> bool:
-        return self.became_hot
+        return self.became_hot or self.response_overdue or self.alerts_answered
 
     @property
     def wants_transitions(self) -> bool:
         return bool(self.stages_into or self.stages_out_of or self.temperature_changes or self.identity_merges)
 
     def wants_alert(self, alert_type: str) -> bool:
-        return self.became_hot and alert_type == "became_hot"
+        flag = ALERT_FLAGS.get(alert_type)
+        return flag is not None and bool(getattr(self, flag))
 
     def wants_transition(self, kind: str, from_: str, to: str) -> bool:
         if kind == "temperature":
@@ -251,7 +261,7 @@ def _filter(problems: _Problems, where: str, value: Any, stages: Sequence[str] |
         return EventFilter()
     _unknown(problems, where, value, FILTER_KEYS)
     flags: dict[str, bool] = {}
-    for key in ("became_hot", "temperature_changes", "identity_merges"):
+    for key in ("became_hot", "temperature_changes", "identity_merges", "response_overdue", "alerts_answered"):
         flag = value.get(key, False)
         if not isinstance(flag, bool):
             problems.add(f"{where}.{key}", "must be true or false")
@@ -263,11 +273,14 @@ def _filter(problems: _Problems, where: str, value: Any, stages: Sequence[str] |
         stages_out_of=_stage_list(problems, f"{where}.stages_out_of", value.get("stages_out_of", []), stages),
         temperature_changes=flags["temperature_changes"],
         identity_merges=flags["identity_merges"],
+        response_overdue=flags["response_overdue"],
+        alerts_answered=flags["alerts_answered"],
     )
     if not (result.wants_alerts or result.wants_transitions):
         problems.add(
             where,
-            "selects nothing: set became_hot, stages_into, stages_out_of, temperature_changes or identity_merges",
+            "selects nothing: set became_hot, stages_into, stages_out_of, temperature_changes, identity_merges, "
+            "response_overdue or alerts_answered",
         )
     return result
 

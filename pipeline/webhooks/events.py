@@ -19,7 +19,10 @@ BECAME_HOT = "lead.became_hot"
 STAGE_CHANGED = "lead.stage_changed"
 TEMPERATURE_CHANGED = "lead.temperature_changed"
 IDENTITY_MERGED = "lead.identity_merged"
-EVENT_NAMES = (BECAME_HOT, STAGE_CHANGED, TEMPERATURE_CHANGED, IDENTITY_MERGED)
+RESPONSE_OVERDUE = "lead.response_overdue"
+ALERT_ANSWERED = "lead.alert_answered"
+EVENT_NAMES = (BECAME_HOT, STAGE_CHANGED, TEMPERATURE_CHANGED, IDENTITY_MERGED, RESPONSE_OVERDUE, ALERT_ANSWERED)
+_ALERT_EVENTS = {"became_hot": BECAME_HOT, "response_overdue": RESPONSE_OVERDUE, "alert_answered": ALERT_ANSWERED}
 _TRANSITION_EVENTS = {"stage": STAGE_CHANGED, "temperature": TEMPERATURE_CHANGED, "identity": IDENTITY_MERGED}
 
 
@@ -65,7 +68,7 @@ def select(kind: str, value: bytes | None, wanted: EventFilter) -> Delivery | No
             alert = _alert_decoder.decode(value)
             if not wanted.wants_alert(alert.type):
                 return None
-            return Delivery(alert.alert_id, BECAME_HOT, value)
+            return Delivery(alert.alert_id, _ALERT_EVENTS[alert.type], value)
         transition = _transition_decoder.decode(value)
     except msgspec.DecodeError as exc:
         raise UndeliverableRecord(f"not a {kind[:-1]} record: {exc}") from None

@@ -177,3 +177,38 @@ secret = "{SECRET}"
 filter = {{ identity_merges = "yes", stages_into = ["*"] }}
 """)
     assert problems(path) == ["subscriptions[0] (crm).filter.identity_merges: must be true or false"]
+
+
+def test_a_sales_manager_subscription_asks_for_escalations_only(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.toml"
+    path.write_text(
+        """
+[[subscriptions]]
+name = "sales-manager"
+url = "https://pager.example.com/hooks/overdue"
+secret = "0123456789abcdef0123"
+filter = { response_overdue = true }
+""",
+        encoding="utf-8",
+    )
+    [sub] = load_config(path).subscriptions
+    assert sub.filter.response_overdue and sub.filter.wants_alerts and not sub.filter.wants_transitions
+    assert sub.filter.wants_alert("response_overdue") and not sub.filter.wants_alert("became_hot")
+
+
+def test_speed_to_lead_flags_must_be_flags(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.toml"
+    path.write_text(
+        """
+[[subscriptions]]
+name = "crm"
+url = "https://crm.example.com/h"
+secret = "0123456789abcdef0123"
+filter = { response_overdue = 1, alerts_answered = "yes", became_hot = true }
+""",
+        encoding="utf-8",
+    )
+    assert problems(path) == [
+        "subscriptions[0] (crm).filter.response_overdue: must be true or false",
+        "subscriptions[0] (crm).filter.alerts_answered: must be true or false",
+    ]

@@ -146,3 +146,30 @@ def test_dead_letter_embeds_the_record_or_keeps_raw_bytes() -> None:
     assert text["record"] is None and (text["raw"], text["raw_encoding"]) == ("not json", "utf-8")
     binary = json.loads(deadletter.encode(value=b"\xff\x00", **common))  # type: ignore[arg-type]
     assert base64.b64decode(binary["raw"]) == b"\xff\x00" and binary["raw_encoding"] == "base64"
+
+
+def _alert(alert_type: str) -> bytes:
+    return json.dumps({"alert_id": f"a-{alert_type}", "type": alert_type, "contact_id": "c-1"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "alert_type", "event"),
+    [
+        (EventFilter(response_overdue=True), "response_overdue", "lead.response_overdue"),
+        (EventFilter(response_overdue=True), "became_hot", None),
+        (EventFilter(response_overdue=True), "alert_answered", None),
+        (EventFilter(became_hot=True), "response_overdue", None),  # the escalation is asked for on its own
+        (EventFilter(became_hot=True), "alert_answered", None),
+        (EventFilter(alerts_answered=True), "alert_answered", "lead.alert_answered"),
+        (EventFilter(became_hot=True, response_overdue=True), "response_overdue", "lead.response_overdue"),
+        (EventFilter(stages_into=frozenset({"*"})), "response_overdue", None),
+        (EventFilter(response_overdue=True), "some_future_type", None),
+    ],
+)
+def test_speed_to_lead_alerts_are_selected_by_their_own_flags(
+    wanted: EventFilter, alert_type: str, event: str | None
+) -> None:
+    delivery = select("alerts", _alert(alert_type), wanted)
+    assert (None if delivery is None else delivery.event) == event
+    if delivery is not None:
+        assert delivery.delivery_id == f"a-{alert_type}" and delivery.body == _alert(alert_type)
