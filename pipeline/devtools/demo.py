@@ -137,6 +137,13 @@ def _describe(kind: str, record: dict[str, Any], color: bool) -> str:
         )
     if kind == "dead":
         return _paint("dead", f"DEAD   {record['error_code']}: {record['error_detail'][:90]}", color)
+    if record["kind"] == "identity":
+        return _paint(
+            "advance",
+            f"MERGE  {record['from']} -> {record['to']}: one person ({record['reason']}; score "
+            f"{record['score']:.0f}, {record['stage']}, {record['temperature']}) {record['occurred_at'][:10]}",
+            color,
+        )
     arrow = f"{record['from']} -> {record['to']}"
     return _paint(
         record["direction"],
@@ -153,6 +160,7 @@ def run_demo(args: argparse.Namespace) -> int:
     stack = contextlib.ExitStack()
     seen: Counter[str] = Counter()
     stages: dict[str, str] = {}
+    merged_at: dict[str, str] = {}  # contact -> when it last merged an anonymous history
     try:
         if args.kafka:
             settings = from_env(bootstrap=args.kafka)
@@ -215,6 +223,10 @@ def run_demo(args: argparse.Namespace) -> int:
             seen[kind if kind != "transition" else f"{record['kind']} {record['direction']}"] += 1
             if kind == "transition" and record["kind"] == "stage":
                 stages[record["contact_id"]] = record["to"]
+            if kind == "transition" and record["kind"] == "identity":
+                merged_at[record["contact_id"]] = record["occurred_at"]
+            if kind == "alert" and merged_at.get(record["contact_id"]) == record["occurred_at"]:
+                seen["alert after a merge"] += 1  # hot because of the anonymous history it merged
             if not args.quiet:
                 print(_describe(kind, record, color), flush=True)
         for listener in listeners:
@@ -236,9 +248,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _summary(seen: Counter[str], stages: dict[str, str], contacts: int) -> None:
     print("\n=== summary ===")
-    for key in sorted(k for k in seen if k not in ("alert", "dead")):
+    for key in sorted(k for k in seen if k not in ("alert", "dead", "alert after a merge")):
         print(f"  transitions {key:<22} {seen[key]}")
-    print(f"  became_hot alerts                  {seen['alert']}")
+    print(f"  became_hot alerts                  {seen['alert']} ({seen['alert after a merge']} at the moment an "
+          "anonymous history was merged)")
     print(f"  dead letters                       {seen['dead']}")
     reached = Counter(stages.values())
     print(f"  contacts simulated                 {contacts}; latest stage of those that moved: "

@@ -208,12 +208,14 @@ def _campaign_visitor(j: _Journey) -> None:
         j.known = False  # the same browser, before the cookie carries the id
         j.visit(1)
         j.known = True
-    if j.rng.random() < 0.4:
+    if j.rng.random() < 0.4:  # back on a phone: pricing and a cart, anonymously, then a sign-in
         j.wait(3)
         j.device, j.known = f"{j.contact}-phone", False
         j.visit(2, pricing=True)
+        j.emit("website", "add_to_cart", product_id="course-pro")
+        j.wait(0.01)
         j.known = True
-        j.emit("website", "demo_request")
+        j.emit("website", "form_submit", form_id="sign-in")  # the merge makes them hot: call now
     if j.rng.random() < 0.5:
         j.wait(4)
         j.emit("website", "trial_start")
