@@ -321,6 +321,9 @@ class ContactRuntime:
             counts.transitions[key] = counts.transitions.get(key, 0) + n
         if self.settings.metrics and (moves or outcome.alerts):
             metrics.count_outputs(moves, [alert.type for alert in outcome.alerts])
+        if self.settings.metrics and outcome.contact_outcomes:
+            answered = [a.response_seconds for a in outcome.alerts if a.response_seconds is not None]
+            metrics.count_speed_to_lead(answered, outcome.contact_outcomes)
         for alert in outcome.alerts:
             await unit.send(topics.alerts, alert.contact_id.encode(), _encode_json(alert))
         counts.alerts += len(outcome.alerts)
@@ -405,6 +408,7 @@ def collect_outputs(total: Outcome, outcome: Outcome) -> None:
     total.routed.extend(outcome.routed)
     total.claimed.extend(outcome.claimed)
     total.to_claim.extend(outcome.to_claim)
+    total.contact_outcomes.extend(outcome.contact_outcomes)
 
 
 class CountingDeadlines(DeadlineIndex):

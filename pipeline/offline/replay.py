@@ -52,6 +52,8 @@ class ReplayStats:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, direction)
     alerts: int = 0
+    alerts_by_type: Counter[str] = field(default_factory=Counter)  # became_hot, response_overdue, alert_answered
+    contact_outcomes: Counter[str] = field(default_factory=Counter)  # lead_contacted by speed-to-lead outcome
     referral_credits: int = 0
     stages: Counter[str] = field(default_factory=Counter)
     temperatures: Counter[str] = field(default_factory=Counter)
@@ -77,6 +79,8 @@ class ReplayStats:
             "transitions": sum(self.transitions.values()),
             "transitions_by_kind_direction": {f"{k}/{d}": n for (k, d), n in sorted(self.transitions.items())},
             "alerts": self.alerts,
+            "alerts_by_type": dict(sorted(self.alerts_by_type.items())),
+            "lead_contacted_by_outcome": dict(sorted(self.contact_outcomes.items())),
             "referral_credits": self.referral_credits,
             "identity_merges": self.identity_merges,
             "identity_links": self.identity_links,
@@ -162,6 +166,7 @@ def replay(
             transition_counts[(transition.kind, transition.direction)] += 1
         for alert in outcome.alerts:
             alerts_out.write(alert)
+            stats.alerts_by_type[alert.type] += 1
         if history is not None:
             if outcome.transitions:
                 history.add_transitions(outcome.transitions)
@@ -175,6 +180,8 @@ def replay(
         decoded = decode_event(line, family=None, received_at=received_at)
         if isinstance(decoded, Event):
             outcome = processor.apply(decoded)
+            if outcome.contact_outcomes:
+                stats.contact_outcomes.update(outcome.contact_outcomes)
             if outcome.duplicate:
                 stats.duplicates += 1
             else:
@@ -273,7 +280,9 @@ def format_summary(stats: ReplayStats, model: Model) -> str:
            if stats.dead_lettered else ""),
         "transitions: "
         + (", ".join(f"{k} {d} {n}" for (k, d), n in sorted(stats.transitions.items())) or "none")
-        + f"; became_hot alerts: {stats.alerts}; referral credits: {stats.referral_credits}",
+        + f"; alerts: {stats.alerts}"
+        + (f" ({', '.join(f'{t} {n}' for t, n in sorted(stats.alerts_by_type.items()))})" if stats.alerts else "")
+        + f"; referral credits: {stats.referral_credits}",
         f"contacts: {stats.contacts}"
         + (f" (and {stats.merged_contacts} anonymous merged into them)" if stats.merged_contacts else ""),
         "  by stage:       " + "  ".join(f"{s} {stats.stages.get(s, 0)}" for s in model.stages),
@@ -284,6 +293,10 @@ def format_summary(stats: ReplayStats, model: Model) -> str:
             f"identities: merged {stats.identity_merges}, linked {stats.identity_links}, "
             f"conflicts {stats.identity_conflicts} (kept with their first contact), "
             f"anonymous events forwarded {stats.forwarded}"
+        ))
+    if stats.contact_outcomes:
+        lines.insert(2, "speed to lead: lead_contacted " + ", ".join(
+            f"{outcome} {n}" for outcome, n in sorted(stats.contact_outcomes.items())
         ))
     if stats.seconds:
         lines.append(f"{stats.read} lines in {stats.seconds:.2f} s ({stats.read / stats.seconds:,.0f} events/s)")

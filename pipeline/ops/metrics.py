@@ -95,7 +95,23 @@ TRANSITIONS = Counter(
     "(advance, regress).",
     ["kind", "from", "to", "direction"],
 )
-ALERTS = Counter("leadflow_alerts_total", "Alerts published to lead.alerts, by type.", ["type"])
+ALERTS = Counter(
+    "leadflow_alerts_total",
+    "Alerts published to lead.alerts, by type (became_hot; response_overdue: the escalation of an alert "
+    "nobody answered by respond_by; alert_answered: the first lead_contacted after a became_hot).",
+    ["type"],
+)
+SALES_CONTACTS = Counter(
+    "leadflow_sales_contacts_total",
+    "lead_contacted events applied, by what they meant for speed to lead (answered_in_time, answered_late, "
+    "before_alert: dated before the alert, answers nothing; no_alert; already_answered).",
+    ["outcome"],
+)
+TIME_TO_FIRST_CONTACT = Histogram(
+    "leadflow_time_to_first_contact_seconds",
+    "Time from a became_hot alert to the first lead_contacted that answered it (event time).",
+    buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200),
+)
 PROCESSOR_BATCHES = Counter(
     "leadflow_processor_batches_total", "Batches of internal messages the contact processor handled."
 )
@@ -230,6 +246,14 @@ def count_outputs(moves: Mapping[tuple[str, str, str, str], int], alert_types: S
         TRANSITIONS.labels(*key).inc(n)
     for alert_type in set(alert_types):
         ALERTS.labels(alert_type).inc(alert_types.count(alert_type))
+
+
+def count_speed_to_lead(response_seconds: Sequence[float], contact_outcomes: Sequence[str]) -> None:
+    """A batch's answered alerts (their response times) and its lead_contacted events by outcome."""
+    for seconds in response_seconds:
+        TIME_TO_FIRST_CONTACT.observe(seconds)
+    for outcome in set(contact_outcomes):
+        SALES_CONTACTS.labels(outcome).inc(contact_outcomes.count(outcome))
 
 
 def count_identity_links(outcomes: Mapping[str, int]) -> None:

@@ -177,7 +177,7 @@ def test_alert_rules_fire_when_they_should_promtool_test_rules() -> None:
 def test_the_alerts_the_issue_asks_for_exist() -> None:
     assert {
         "LeadflowConsumerLagGrowing", "LeadflowDeadLetterRateHigh", "LeadflowNoEvents", "LeadflowTargetDown",
-        "LeadflowNoWorkerUp", "LeadflowProcessingLatencyHigh",
+        "LeadflowNoWorkerUp", "LeadflowProcessingLatencyHigh", "LeadflowResponseOverdueRateHigh",
     } <= set(rule_expressions())
     for group in yaml.safe_load(ALERT_RULES.read_text())["groups"]:
         for rule in group["rules"]:
@@ -234,7 +234,8 @@ def test_the_issue_s_metrics_are_exported() -> None:
         "leadflow_event_time_lag_seconds_bucket", "leadflow_consumer_lag", "leadflow_contacts",
         "leadflow_cooling_sweep_duration_seconds_bucket", "leadflow_cooling_contacts_due_total",
         "leadflow_sink_batch_size_bucket", "leadflow_sink_batch_duration_seconds_bucket",
-        "leadflow_sink_failures_total",
+        "leadflow_sink_failures_total", "leadflow_sales_contacts_total",
+        "leadflow_time_to_first_contact_seconds_bucket",
     ):
         assert name in exported, name
 
