@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-webhooks clean sample system-deps
+.PHONY: up demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-webhooks clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: the live demo (embedded broker, a worker, the journey simulator).
+## The whole product on this machine (embedded broker, worker, sink, collector, console);
+## extra options with ARGS, e.g. make up ARGS=--with-simulator.
+up: $(STAMP)
+	$(VENV)/bin/leadflow up $(ARGS)
+
+## The live demo (embedded broker, a worker, the journey simulator) in the terminal.
 demo: $(STAMP)
 	$(VENV)/bin/leadflow demo
 
