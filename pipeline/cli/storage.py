@@ -1,5 +1,10 @@
 """``leadflow db upgrade``, ``leadflow contact``, ``leadflow funnel``, ``leadflow alerts ack``.
 
+``alerts ack`` records the acknowledgement in the database and writes a ``lead_contacted`` event
+(sales family, ``event_id`` ``ack-<alert id>``: acknowledging twice is one event) to
+``events.sales``, or to a JSONL file with ``--jsonl``, so the stream answers the alert as it would
+a sales tool's call and the stored history agrees.
+
 Exit codes (:mod:`pipeline.cli.common`): 0 success; 1 the database cannot be reached, or the
 contact / alert asked for is not in it; 2 a usage error (bad URL, date, model, or a database whose
 schema needs ``leadflow db upgrade``).
@@ -19,10 +24,13 @@ from pipeline.cli.common import (
     EXIT_NOT_FOUND,
     CliError,
     Subparsers,
+    kafka_options,
     load_model,
     model_option,
+    settings_from_args,
     storage_failure,
 )
+from pipeline.state_machine.events import CONTACT_CHANNELS
 from pipeline.storage.database import ENV_VAR, resolve_url, safe_url
 from pipeline.storage.errors import StorageError
 from pipeline.storage.reports.types import GROUP_BY
@@ -129,7 +137,56 @@ def cmd_alerts_ack(args: argparse.Namespace) -> int:
         print(f"alert {result.alert_id} acknowledged at {result.acknowledged_at}")
     else:
         print(f"alert {result.alert_id} was already acknowledged at {result.acknowledged_at}; kept that time")
+    line = contacted_line(result.alert_id, result.contact_id, result.acknowledged_at, args.channel, args.rep)
+    if args.jsonl is not None:
+        try:
+            with open(args.jsonl, "ab") as stream:
+                stream.write(line + b"\n")
+        except OSError as exc:
+            raise CliError(f"{args.jsonl}: {exc.strerror or exc}", EXIT_IO) from exc
+        print(f"lead_contacted for {result.contact_id} appended to {args.jsonl}")
+    elif not args.no_publish:
+        _publish_sales_event(args, line, result.contact_id)
     return 0
+
+
+def contacted_line(alert_id: str, contact_id: str, at: str, channel: str, rep: str | None) -> bytes:
+    """The ``lead_contacted`` envelope an acknowledgement stands for, validated like any input."""
+    from pipeline.contracts import DeadLetter, decode_event
+    from pipeline.state_machine.clock import parse_rfc3339
+
+    properties: dict[str, str] = {"channel": channel, "alert_id": alert_id, "outcome": "acknowledged"}
+    if rep:
+        properties["rep_id"] = rep
+    envelope = {
+        "event_id": f"ack-{alert_id}",
+        "event_type": "lead_contacted",
+        "source": "sales",
+        "contact_id": contact_id,
+        "occurred_at": at,
+        "properties": properties,
+    }
+    line = json.dumps(envelope, separators=(",", ":")).encode()
+    decoded = decode_event(line, family="sales", received_at=parse_rfc3339(at))
+    if isinstance(decoded, DeadLetter):  # e.g. an anonymous contact's alert: no contact_id to send
+        raise CliError(f"cannot write lead_contacted for alert {alert_id}: {decoded.error_detail}")
+    return line
+
+
+def _publish_sales_event(args: argparse.Namespace, line: bytes, contact_id: str) -> None:
+    from pipeline.kafka.tools import produce_lines
+
+    settings = settings_from_args(args)
+    try:
+        report = produce_lines([("alerts ack", line)], settings)
+    except Exception as exc:
+        raise CliError(
+            f"the acknowledgement is stored, but lead_contacted could not be published to {settings.bootstrap}: "
+            f"{exc}; run the command again (the event id is the same), or use --jsonl / --no-publish",
+            EXIT_IO,
+        ) from exc
+    topics = ", ".join(report.published) or "nothing"
+    print(f"lead_contacted for {contact_id} published to {topics}")
 
 
 def time_with_offset(text: str) -> datetime:
@@ -176,8 +233,16 @@ def register(subparsers: Subparsers) -> None:
     alerts = subparsers.add_parser("alerts", help="work with became_hot alerts").add_subparsers(
         dest="alerts_command", required=True, metavar="ACTION"
     )
-    ack = alerts.add_parser("ack", help="record that sales acted on an alert")
+    ack = alerts.add_parser(
+        "ack", help="record that sales acted on an alert, and write the lead_contacted event that answers it"
+    )
     ack.add_argument("alert_id", metavar="ALERT_ID")
     _db_option(ack)
     ack.add_argument("--at", metavar="RFC3339", type=time_with_offset, help="when (default: now)")
+    ack.add_argument("--channel", choices=CONTACT_CHANNELS, default="call", help="how the lead was reached")
+    ack.add_argument("--rep", metavar="REP_ID", help="who reached it (rep_id)")
+    where = ack.add_mutually_exclusive_group()
+    where.add_argument("--jsonl", metavar="FILE", help="append the event to this JSONL file instead of publishing")
+    where.add_argument("--no-publish", action="store_true", help="only record the acknowledgement")
+    kafka_options(ack)
     ack.set_defaults(func=cmd_alerts_ack)

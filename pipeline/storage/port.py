@@ -26,6 +26,7 @@ class Acknowledgement:
     alert_id: str
     acknowledged_at: str
     newly_acknowledged: bool  # False: it had been acknowledged before; the first time is kept
+    contact_id: str = ""  # the alert's contact (``leadflow alerts ack`` writes its lead_contacted event)
 
 
 class HistoryStore(Protocol):

@@ -295,11 +295,11 @@ class MemoryHistoryStore:
             if entry is None:
                 raise UnknownAlert(alert_id)
             if entry.acknowledged_at is not None:
-                return Acknowledgement(alert_id, to_rfc3339(entry.acknowledged_at), newly_acknowledged=False)
+                return Acknowledgement(alert_id, to_rfc3339(entry.acknowledged_at), False, entry.alert.contact_id)
             if at_micros < entry.occurred_at:
                 raise InvalidAcknowledgement(alert_id, to_rfc3339(at_micros), to_rfc3339(entry.occurred_at))
             entry.acknowledged_at = at_micros
-        return Acknowledgement(alert_id, to_rfc3339(at_micros), newly_acknowledged=True)
+        return Acknowledgement(alert_id, to_rfc3339(at_micros), True, entry.alert.contact_id)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -250,13 +250,15 @@ class SqlHistoryStore:
     def acknowledge(self, alert_id: str, at: datetime) -> Acknowledgement:
         with translate_errors(self.url), self.engine.begin() as connection:
             found = connection.execute(
-                select(alerts.c.occurred_at, alerts.c.acknowledged_at).where(alerts.c.alert_id == alert_id)
+                select(alerts.c.occurred_at, alerts.c.acknowledged_at, alerts.c.contact_id).where(
+                    alerts.c.alert_id == alert_id
+                )
             ).first()
             if found is None:
                 raise UnknownAlert(alert_id)
-            occurred_at, acknowledged_at = found
+            occurred_at, acknowledged_at, contact_id = found
             if acknowledged_at is not None:
-                return Acknowledgement(alert_id, rows.format_time(acknowledged_at), newly_acknowledged=False)
+                return Acknowledgement(alert_id, rows.format_time(acknowledged_at), False, contact_id)
             if at < occurred_at:
                 raise InvalidAcknowledgement(alert_id, rows.format_time(at), rows.format_time(occurred_at))
             result = connection.execute(
@@ -268,5 +270,5 @@ class SqlHistoryStore:
                 stored = connection.execute(
                     select(alerts.c.acknowledged_at).where(alerts.c.alert_id == alert_id)
                 ).scalar_one()
-                return Acknowledgement(alert_id, rows.format_time(stored), newly_acknowledged=False)
-        return Acknowledgement(alert_id, rows.format_time(at), newly_acknowledged=True)
+                return Acknowledgement(alert_id, rows.format_time(stored), False, contact_id)
+        return Acknowledgement(alert_id, rows.format_time(at), True, contact_id)

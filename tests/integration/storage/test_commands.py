@@ -57,9 +57,9 @@ def test_contact_prints_state_and_timeline(filled: str, capsys: pytest.CaptureFi
 
 
 def test_contact_json_and_acknowledgement(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["alerts", "ack", "al-b", "--db", filled, "--at", "2025-01-02T03:00:00Z"]) == 0
+    assert run(["alerts", "ack", "al-b", "--db", filled, "--at", "2025-01-02T03:00:00Z", "--no-publish"]) == 0
     assert "acknowledged at 2025-01-02T03:00:00Z" in capsys.readouterr().out
-    assert run(["alerts", "ack", "al-b", "--db", filled, "--at", "2025-01-09T00:00:00Z"]) == 0
+    assert run(["alerts", "ack", "al-b", "--db", filled, "--at", "2025-01-09T00:00:00Z", "--no-publish"]) == 0
     assert "already acknowledged at 2025-01-02T03:00:00Z; kept that time" in capsys.readouterr().out
     assert run(["contact", "B", "--db", filled, "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
