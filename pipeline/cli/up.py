@@ -31,6 +31,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     from pipeline.devtools.stack import StackOptions, run_stack
     from pipeline.storage import StorageError, resolve_url, upgrade_database
 
+    if args.webhooks is not None:  # a bad subscriptions file stops here, before anything starts
+        from pipeline.cli.common import load_model
+        from pipeline.webhooks.config import load_config
+        from pipeline.webhooks.errors import ConfigError
+
+        try:
+            load_config(args.webhooks, stages=load_model(None).stages)
+        except ConfigError as exc:
+            raise CliError(str(exc)) from exc
     db_url = resolve_url(args.db)
     try:
         upgrade_database(db_url)
