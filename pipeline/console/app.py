@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import html
 import threading
 from collections import deque
 from datetime import UTC, datetime
@@ -201,6 +203,13 @@ class Console:
             )
         except StorageError as exc:
             return web.json_response({"error": str(exc)}, status=503)
+        only = request.query.get("group", "").strip()
+        if only:  # one first-touch group (a source, a campaign...): its own funnel, which is then the total
+            kept = tuple(g for g in report.groups if g.group == only)
+            if not kept:
+                return web.Response(text=f"<p>No contacts with {by} = {html.escape(only)} in this period.</p>",
+                                    content_type="text/html")
+            report = dataclasses.replace(report, groups=kept, total=kept[0])
         return web.Response(text=render_html(report), content_type="text/html")
 
     async def answer(self, request: web.Request) -> web.Response:
