@@ -1,6 +1,7 @@
 """``leadflow collector``: the HTTP collector (web trackers and backends into Kafka) as its own process.
 
-Exit codes (:mod:`pipeline.cli.common`): 0 after a clean shutdown; 2 a configuration error.
+Exit codes (:mod:`pipeline.cli.common`): 0 after a clean shutdown; 2 a configuration error (a bad
+variable, a port in use). An unreachable broker is waited for (``/readyz`` says so), not an exit.
 """
 
 from __future__ import annotations
@@ -8,7 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.cli.common import CliError, Subparsers, kafka_options, loglevel_option, settings_from_args
+from pipeline.cli.common import (
+    CliError,
+    Subparsers,
+    kafka_options,
+    loglevel_option,
+    require_listen,
+    settings_from_args,
+)
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
@@ -25,6 +33,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
         config = config_from_env(None, **listen)
     except CollectorConfigError as exc:
         raise CliError(str(exc)) from exc
+    require_listen(config.bind, config.port, "--port or LEADFLOW_COLLECTOR_PORT (LEADFLOW_COLLECTOR_BIND: address)")
     logging.basicConfig(level=getattr(logging, args.loglevel.upper()), format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # it logs every reconnect attempt
     return run_collector(settings, config)

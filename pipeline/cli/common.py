@@ -43,6 +43,15 @@ class CliError(Exception):
         self.code = code
 
 
+def require_listen(bind: str, port: int, setting: str) -> None:
+    """A usage error naming ``setting`` when no server can listen on ``bind:port`` (port in use...)."""
+    from pipeline.ops.ports import listen_problem
+
+    problem = listen_problem(bind, port)
+    if problem is not None:
+        raise CliError(f"{problem}: choose another with {setting}", EXIT_USAGE)
+
+
 def load_model(spec: str | None) -> Model:
     """The model of a file or a built-in name (``None``: the default); an invalid one is a usage error."""
     try:

@@ -1,7 +1,9 @@
 """The streaming commands: ``leadflow worker``, ``produce``, ``tail``, ``sink``, ``topics``, ``sweep``.
 
 Each talks to Kafka (``--kafka``, ``--broker-profile``, ``--topic-prefix``, else ``LEADFLOW_*``);
-a broker that cannot be reached is an I/O error (exit 1).
+a broker that cannot be reached is an I/O error (exit 1) for the short commands; the long-running
+``worker`` and ``sink`` wait for it (one line per attempt, ``/readyz`` says so). A web port that is
+taken, a bad setting or an invalid model file is one line naming what to change, exit 2.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pipeline.cli.common import (
     load_model,
     loglevel_option,
     model_option,
+    require_listen,
     rfc3339_micros,
     settings_from_args,
     storage_failure,
@@ -36,14 +39,26 @@ def create_topics(settings: Settings) -> list[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.kafka.tools import ensure_topics
+    from pipeline.streaming.startup import wait_for_broker
     from pipeline.streaming.worker import run_worker
 
     settings = settings_from_args(args)
     load_model(settings.model)  # fail fast on a bad model, before connecting anywhere
-    if not args.no_create_topics:
-        created = create_topics(settings)
-        if created:
-            print(f"created topics: {', '.join(created)}", file=sys.stderr)
+    try:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"LEADFLOW_DATA_DIR={settings.data_dir}: cannot create it ({exc.strerror or exc})") from exc
+    require_listen(settings.web_bind, settings.web_port, "--web-port or LEADFLOW_WEB_PORT (LEADFLOW_WEB_BIND: address)")
+    # An unreachable broker is waited for (with /readyz saying so), not an exit.
+    created = wait_for_broker(settings, lambda: [] if args.no_create_topics else ensure_topics(settings),
+                              bind=settings.web_bind, port=settings.web_port)
+    if created is None:
+        return 0  # stopped while waiting for the broker
+    if created:
+        print(f"created topics: {', '.join(created)}", file=sys.stderr)
     return run_worker(settings, loglevel=args.loglevel)
 
 
@@ -105,6 +120,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     if args.db is not None:
         overrides["db_url"] = args.db
     settings = settings_from_args(args, **overrides)
+    require_listen(settings.web_bind, settings.web_port, "--web-port or LEADFLOW_WEB_PORT (LEADFLOW_WEB_BIND: address)")
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         sink = asyncio.run(serve(settings))

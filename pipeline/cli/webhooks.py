@@ -1,7 +1,8 @@
 """``leadflow webhooks``: deliver alerts and transitions to sales tools (its own process).
 
-Exit codes (:mod:`pipeline.cli.common`): 0 a clean stop (or a valid ``--check``); 1 Kafka cannot be
-reached to create the topic; 2 a usage error or an invalid subscriptions file.
+Exit codes (:mod:`pipeline.cli.common`): 0 a clean stop (or a valid ``--check``); 2 a usage error,
+an invalid subscriptions file or a web port in use. An unreachable broker is waited for (one line
+per attempt, ``/readyz`` says so), not an exit.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import logging
 import sys
 
 from pipeline.cli.common import (
-    EXIT_IO,
     CliError,
     Subparsers,
     kafka_options,
     load_model,
     loglevel_option,
     model_option,
+    require_listen,
     settings_from_args,
 )
 from pipeline.config.env import SettingsError
@@ -73,18 +74,24 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     from pipeline.webhooks.service import ensure_deadletter_topic, serve
 
+    require_listen(args.web_bind, port, f"--web-port or {PORT_ENV_VAR} (--web-bind: address)")
     if not args.no_create_topics:
         from pipeline.config.topics import TopicNames
         from pipeline.kafka.tools import ensure_topics
+        from pipeline.streaming.startup import wait_for_broker
 
-        try:
+        def create() -> list[str]:
             created = ensure_topics(settings)
             if ensure_deadletter_topic(settings):
                 created.append(TopicNames.of(settings).webhooks_deadletter)
-        except Exception as exc:  # kafka-python raises many kinds; all mean "cannot reach Kafka"
-            raise CliError(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
-        if created:
-            print(f"created topics: {', '.join(created)}", file=sys.stderr)
+            return created
+
+        # An unreachable broker is waited for, with /readyz saying so (not an exit).
+        made = wait_for_broker(settings, create, bind=args.web_bind, port=port)
+        if made is None:
+            return 0  # stopped while waiting for the broker
+        if made:
+            print(f"created topics: {', '.join(made)}", file=sys.stderr)
     asyncio.run(serve(config, settings, args.web_bind, port))
     return 0
 

@@ -22,6 +22,7 @@ offset where it was found, and is counted. ``read == stored + invalid`` always.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -87,6 +88,8 @@ class SinkService:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
+        #: Why the broker cannot be reached while the sink waits for it at start (``/readyz``).
+        self.broker_problem: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -116,14 +119,13 @@ class SinkService:
         self._store = await self._open_store()
         if self._store is None:
             return
-        consumer = AIOKafkaConsumer(
-            *self._decoders, **consumer_options(self.settings, self.group_id, max_poll_records=self.batch_size)
-        )
-        producer = AIOKafkaProducer(**producer_options(self.settings))
+        clients = await self._connect_kafka()
+        if clients is None:
+            await asyncio.to_thread(self._store.close)
+            return
+        consumer, producer = clients
         self._consumer, self._producer = consumer, producer
         try:
-            await producer.start()
-            await consumer.start()
             log.info("history sink: %s → %s (group %s, batches of %d)", ", ".join(self._decoders),
                      safe_url(self.url), self.group_id, self.batch_size)
             while not self._stopping.is_set():
@@ -139,6 +141,34 @@ class SinkService:
                 except Exception:  # closing after a broker failure: nothing left to save
                     log.warning("history sink: error while closing a Kafka client", exc_info=True)
             await asyncio.to_thread(self._store.close)
+
+    async def _connect_kafka(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer] | None:
+        """Started consumer and producer, waiting (with backoff, one log line per attempt and
+        ``/readyz`` naming the broker) while Kafka cannot be reached; ``None`` if stopped first."""
+
+        async def connect() -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+            consumer = AIOKafkaConsumer(
+                *self._decoders, **consumer_options(self.settings, self.group_id, max_poll_records=self.batch_size)
+            )
+            producer = AIOKafkaProducer(**producer_options(self.settings))
+            try:
+                await producer.start()
+                await consumer.start()
+            except BaseException:
+                for closing in (consumer.stop(), producer.stop()):
+                    with contextlib.suppress(Exception):
+                        await closing
+                raise
+            return consumer, producer
+
+        def failed(exc: BaseException, delay: float) -> None:
+            self.broker_problem = f"broker: {self.settings.bootstrap} unreachable ({exc})"
+            log.warning("history sink: cannot reach the broker at %s (%s); retrying in %.1f s "
+                        "(LEADFLOW_KAFKA or --kafka)", self.settings.bootstrap, exc, delay)
+
+        clients = await retry_until(connect, Retry(stopping=self._stopping), retry_on=KafkaError, on_failure=failed)
+        self.broker_problem = None
+        return clients
 
     # -- one batch -----------------------------------------------------------------------------------
 
@@ -265,6 +295,8 @@ class SinkService:
     def readiness(self) -> dict[str, Any]:
         """``/readyz``: ready when the database takes writes and the group gave us partitions."""
         problems = []
+        if self.broker_problem is not None:
+            problems.append(self.broker_problem)
         if not self.stats.database_up:
             problems.append(f"database unavailable: {self.stats.last_error}")
         if self._consumer is None or not self.assigned:
