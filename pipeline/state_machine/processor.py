@@ -177,8 +177,9 @@ class LifecycleProcessor:
         self.clock: int | None = None  # the latest event time or advance_to time seen
 
     def track(self, state: ContactState) -> None:
-        """(Re)index a contact's next deadline, e.g. after loading states from storage."""
-        self.deadlines.set(state.contact, state.due)
+        """(Re)index a contact's next deadline, e.g. after loading states from storage (none while
+        it awaits a claimed link: its cooling resumes when the claim is back)."""
+        self.deadlines.set(state.contact, None if state.awaiting is not None else state.due)
 
     def advance_to(self, now: int, outcome: Outcome | None = None) -> Outcome:
         """Fire every deadline <= ``now`` across all contacts, earliest first."""
@@ -187,7 +188,7 @@ class LifecycleProcessor:
             self.clock = now
         for _, contact in self.deadlines.pop_due(now):
             state = self.states.get(contact)
-            if state is None:
+            if state is None or state.awaiting is not None:
                 continue
             expired = expire(state, now, self.model)
             self.states[contact] = expired.state
