@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from pipeline.contracts.rules import FAMILY_OF, TYPE_RULES, ContactIdentifier, Identifier
+from pipeline.contracts.rules import FAMILY_OF, TYPE_RULES, ContactIdentifier, Identifier, cross_property_problem
 from pipeline.contracts.timestamps import parse_timestamp
 from pipeline.contracts.validate import FUTURE_TOLERANCE, MAX_DEPTH, SOURCE_SET
 from pipeline.state_machine.events import ANONYMOUS_PREFIX, Event
@@ -92,6 +92,8 @@ def fast_event(raw: bytes, family: str | None, received_at: int) -> Event | None
             return None
         needs = _ANY_OF.get(event_type)
         if needs is not None and not any(name in properties for name in needs):
+            return None
+        if event_type == "order_completed" and cross_property_problem(event_type, properties) is not None:
             return None
     referred_by = envelope.referred_by
     return Event(

@@ -135,6 +135,8 @@ _CURRENCY = PropertyRule(
     "an ISO 4217 code: three upper-case letters A-Z",
     Annotated[str, Meta(min_length=3, max_length=3, pattern="^[A-Z]{3}$")],
 )
+#: An order's promotion (issue 14): the amount taken off (at most ``amount``), and/or a coupon code.
+_DISCOUNT = PropertyRule("discount", is_amount, "a number >= 0", Annotated[float, Meta(ge=0)])
 _RATING = PropertyRule(
     "rating", is_rating, "an integer between 1 and 5", Annotated[int, Meta(ge=1, le=5)], integral=True
 )
@@ -151,7 +153,10 @@ _SPECIFIC: dict[str, tuple[tuple[PropertyRule, ...], tuple[PropertyRule, ...]]] 
     "review_submitted": ((_RATING,), ()),
     "email_clicked": ((_CAMPAIGN, text("url")), ()),
     "email_bounced": ((_CAMPAIGN, one_of("bounce_type", "hard", "soft")), ()),
-    "order_completed": ((_ORDER, _AMOUNT, _CURRENCY, one_of("tier", "entry", "core", "addon")), ()),
+    "order_completed": (
+        (_ORDER, _AMOUNT, _CURRENCY, one_of("tier", "entry", "core", "addon")),
+        (_DISCOUNT, optional_text("coupon")),
+    ),
     "order_refunded": ((_ORDER, _AMOUNT), ()),
     "lead_contacted": (
         (one_of("channel", *CONTACT_CHANNELS),),
@@ -178,3 +183,13 @@ def _type_rules(event_type: str, family: str) -> TypeRules:
 
 #: The rules of every input event type.
 TYPE_RULES: dict[str, TypeRules] = {t: _type_rules(t, family) for t, family in FAMILY_OF.items()}
+
+
+def cross_property_problem(event_type: str, properties: dict[str, Any]) -> tuple[str, Any] | None:
+    """A rule between two valid properties that no single-property rule can say: an order's
+    ``discount`` may not exceed its ``amount``. ``(property, what it must be)`` or None."""
+    if event_type == "order_completed":
+        discount, amount = properties.get("discount", 0), properties.get("amount", 0)
+        if is_amount(discount) and is_amount(amount) and discount > amount:
+            return "discount", f"at most amount ({amount})"
+    return None

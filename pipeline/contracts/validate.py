@@ -20,7 +20,15 @@ from typing import Any
 
 import msgspec
 
-from pipeline.contracts.rules import ENVELOPE_FIELDS, FAMILY_OF, TYPE_RULES, PropertyRule, TypeRules, is_identifier
+from pipeline.contracts.rules import (
+    ENVELOPE_FIELDS,
+    FAMILY_OF,
+    TYPE_RULES,
+    PropertyRule,
+    TypeRules,
+    cross_property_problem,
+    is_identifier,
+)
 from pipeline.contracts.timestamps import parse_timestamp
 from pipeline.state_machine.clock import MICROS_PER_SECOND
 from pipeline.state_machine.events import ANONYMOUS_PREFIX, SOURCES, Event
@@ -149,6 +157,10 @@ def _properties_problem(properties: dict[str, Any], rules: TypeRules) -> str | N
             return _rule_problem(rule, value)
     if rules.any_of and not any(name in properties for name in rules.any_of):
         return f"$.properties: {rules.event_type} needs at least one of {', '.join(rules.any_of)}"
+    cross = cross_property_problem(rules.event_type, properties)
+    if cross is not None:
+        name, wanted = cross
+        return f"{json_path('$.properties', name)}: must be {wanted} (got {show(properties[name])})"
     return None
 
 

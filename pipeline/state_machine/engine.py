@@ -21,6 +21,7 @@ from pipeline.state_machine.errors import SealedContactError
 from pipeline.state_machine.events import BANT_CRITERIA, LEAD_CONTACTED, LEAD_QUALIFIED, REFERRAL_CONVERTED, Event
 from pipeline.state_machine.model import Advance, Model, Regress, all_match
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
+from pipeline.state_machine.segments import evaluate, measures, segment_deadline, value_changes
 from pipeline.state_machine.state import ContactState, has_seen, new_contact, remember
 
 _replace = msgspec.structs.replace
@@ -64,6 +65,7 @@ class Deadline(NamedTuple):
     at: int
     rule: Regress | None  # None: the score decays out of the current band (unless overdue)
     overdue: bool = False  # respond_by of the open became_hot alert passed with no answer
+    segment: bool = False  # elapsed time moves the contact's value segment (state.segment_due)
 
 
 def decayed_score(score: float, score_at: int, at: int, half_life: int) -> float:
@@ -168,7 +170,7 @@ def _stage_transition(
 
 def next_deadline(state: ContactState, model: Model) -> Deadline | None:
     """When the contact's next time-driven move is due, and which; None when nothing is pending.
-    At equal times the escalation comes first, then a band drop, then cooling."""
+    At equal times the escalation comes first, then a band drop, then cooling, then a segment move."""
     best: Deadline | None = None
     overdue = _overdue_at(state, model)
     if overdue is not None:
@@ -188,6 +190,9 @@ def next_deadline(state: ContactState, model: Model) -> Deadline | None:
         due = start + rule.after
         if best is None or due < best.at:
             best = Deadline(due, rule)
+    segment_due = state.segment_due
+    if segment_due is not None and (best is None or segment_due < best.at):
+        best = Deadline(segment_due, None, False, True)
     return best
 
 
@@ -209,6 +214,9 @@ def _with_due(state: ContactState, model: Model) -> ContactState:
             at = (entered if anchor is None or anchor < entered else anchor) + (rule.after or 0)
             if due is None or at < due:
                 due = at
+    segment_due = state.segment_due
+    if segment_due is not None and (due is None or segment_due < due):
+        due = segment_due
     return state if due == state.due else _replace(state, due=due)
 
 
@@ -226,6 +234,9 @@ def expire(state: ContactState, now: int, model: Model) -> Decision:
         if deadline.overdue:
             state = _replace(state, overdue_fired=True, clock=max(state.clock, at))
             alerts.append(_response_overdue(model, state, at))
+        elif deadline.segment:
+            state = _replace(state, clock=max(state.clock, at))
+            state = _move_segment(model, state, None, at, at, transitions)
         elif deadline.rule is None:
             score = decayed_score(state.score, state.score_at, at, model.half_life)
             old = state.band
@@ -380,6 +391,15 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         changes["last_referral_at"] = at if last is None else max(at, last)
     elif event_type == LEAD_QUALIFIED:
         changes["bant"] = _bant_answers(state.bant, event.properties)
+    segments = model.segments
+    value_changed = False
+    if segments is not None and (
+        event_type == model.order_completed or event_type == model.order_refunded or event_type in segments.signal_types
+    ):
+        value = value_changes(model, segments, state, event, at)
+        if value:
+            changes.update(value)
+            value_changed = True
     contact_outcome: str | None = None
     if event_type == LEAD_CONTACTED:
         contact_outcome = _contact_outcome(state, at)
@@ -425,6 +445,9 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
             state = _replace(state, stage=regress.to, stage_entered_at=now)
             transitions.append(_stage_transition(model, state, old_stage, regress.reason, event.event_id, at))
 
+    if value_changed:  # the value inputs changed: re-evaluate the segment as of now
+        state = _move_segment(model, state, event.event_id, now, at, transitions)
+
     entered_alert_band = band >= model.alert_band > old_band
     if entered_alert_band and (state.identified or not model.alert_identified_only):
         state, alert = raise_became_hot(model, state, event.event_id, at)
@@ -445,6 +468,28 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
             )
         )
     return Decision(state, transitions, alerts, referrals, False, contact_outcome)
+
+
+def _move_segment(
+    model: Model, state: ContactState, trigger: str | None, now: int, at: int, transitions: list[Transition]
+) -> ContactState:
+    """Re-evaluate the value segment as of ``now`` (a ``segment`` transition when it moves) and
+    schedule the next time-driven segment move."""
+    segments = model.segments
+    assert segments is not None
+    moved = evaluate(segments, state.segment, measures(state, segments, now))
+    if moved is not None:
+        old = state.segment
+        new, reason = moved
+        state = _replace(state, segment=new)
+        transitions.append(
+            _transition(
+                model, state, "segment", segments.name_of(old), segments.name_of(new),
+                segments.rank_of(new) < segments.rank_of(old), reason, (), trigger, at,
+            )
+        )
+    due = segment_deadline(state, segments, now)
+    return state if due == state.segment_due else _replace(state, segment_due=due)
 
 
 def _bant_answers(mask: int, properties: dict[str, Any]) -> int:
@@ -556,6 +601,7 @@ def snapshot(state: ContactState, model: Model, at: int | None = None) -> Contac
     """The public view of a contact (what ``--contacts`` writes). ``score`` is decayed to ``at``
     when given (for example the replay's ``--until``), else as of the contact's last update."""
     score = state.score if at is None else decayed_score(state.score, state.score_at, at, model.half_life)
+    segments = model.segments
     return ContactSnapshot(
         contact_id=state.contact,
         stage=model.stages[state.stage],
@@ -570,4 +616,9 @@ def snapshot(state: ContactState, model: Model, at: int | None = None) -> Contac
         referred_by=state.referred_by,
         model=model.label,
         merged_into=state.merged_into,
+        segment=None if segments is None else segments.name_of(state.segment),
+        revenue=None if segments is None else round(state.revenue, 2),
+        orders=None if segments is None else state.order_count,
+        promo_orders=None if segments is None else state.promo_orders,
+        foreign_orders=None if segments is None else state.foreign_orders,
     )

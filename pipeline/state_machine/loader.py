@@ -3,7 +3,8 @@
 Every problem is a :class:`~.errors.ModelError` naming the file, the entry (for example
 ``advances[3] (reason "signed_up")``) and what to change. Checks: known keys, stages, bands and
 event types; unique reason codes; every stage reachable from the first; every stage above the
-first has a way back down; band thresholds that make sense.
+first has a way back down; band thresholds that make sense; value segments
+(:mod:`.segment_rules`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pipeline.state_machine.model import (
     PointsRule,
     Regress,
 )
+from pipeline.state_machine.segment_rules import build_segments
 
 BUILTIN_MODELS: tuple[str, ...] = ("default", "b2b")
 
@@ -192,6 +194,8 @@ class _Builder:
         link_reason = self.claim_reason(identity, identity.get("link_reason", str, "linked_anonymous_id"))
         identity.done()
 
+        segments = build_segments(self, top, _comparisons)
+
         advances = tuple(
             self.advance(f"advances[{i}]", table, stages, band_names)
             for i, table in enumerate(top.get("advances", list, []))
@@ -228,6 +232,7 @@ class _Builder:
             merge_reason=merge_reason,
             link_reason=link_reason,
             escalate_overdue=escalate_overdue,
+            segments=segments,
         )
 
     def temperature(self, top: _Reader) -> tuple[tuple[Band, ...], int, tuple[InstantBand, ...]]:

@@ -24,6 +24,17 @@ BANT_MEASURES: tuple[str, ...] = ("budget", "authority", "need", "timeline")
 #: Clocks a time-driven cooling rule may count from (``since = ...``).
 CLOCKS: tuple[str, ...] = ("last_engagement", "last_core_order", "last_referral", "stage_entered")
 
+#: Value measures a segment's ``enter`` / ``stay`` may test (kept per contact when the model has
+#: ``[segments]``; see :mod:`.segments`). Money is in the model's currency, net of refunds.
+SEGMENT_MEASURES: tuple[str, ...] = (
+    "revenue", "recent_revenue", "orders", "recent_orders", "promo_orders", "promo_share",
+    "days_since_last_order", "negative_signals", "orders_since_negative",
+)
+#: Segment measures that grow or shrink with time alone (a segment deadline watches them).
+TIMED_SEGMENT_MEASURES: tuple[str, ...] = (
+    "recent_revenue", "recent_orders", "days_since_last_order", "negative_signals",
+)
+
 #: Comparison operators of a condition, e.g. ``rating = { le = 2 }``.
 OPERATORS: tuple[str, ...] = ("eq", "ne", "lt", "le", "gt", "ge", "in")
 
@@ -134,6 +145,69 @@ class PointsRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Segment:
+    """A value segment: entered when every ``enter`` test holds, kept while every ``stay`` test
+    holds (hysteresis: ``stay`` is ``enter`` loosened). ``rank``: position in the declaration
+    (most valuable first), which says whether a move is an advance or a regression."""
+
+    name: str
+    enter: tuple[Comparison, ...]
+    stay: tuple[Comparison, ...]
+    enter_reason: str
+    leave_reason: str
+    rank: int
+    entry: str
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeSignal:
+    """Event types that count as a negative signal when ``where`` holds on their properties."""
+
+    on: frozenset[str]
+    where: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """The value-segment axis (``[segments]``): segments in evaluation ``order`` (the first whose
+    ``enter`` holds wins), the ``fallback`` segment of a contact in none of them, and the inputs."""
+
+    order: tuple[Segment, ...]
+    fallback: str
+    fallback_rank: int
+    currency: str
+    recent_window: int  # microseconds: recent_revenue and recent_orders
+    signal_window: int  # microseconds: negative_signals
+    signals: tuple[NegativeSignal, ...]
+    signal_memory: int  # negative-signal times remembered per contact
+    signal_types: frozenset[str] = frozenset()
+    # Every day count a segment compares days_since_last_order with (a deadline candidate each).
+    day_thresholds: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signal_types", frozenset(t for s in self.signals for t in s.on))
+        thresholds: set[float] = set()
+        for segment in self.order:
+            for test in (*segment.enter, *segment.stay):
+                if test.key == "days_since_last_order":
+                    operands = test.operand if test.op == "in" else (test.operand,)
+                    thresholds.update(float(v) for v in operands if type(v) in (int, float))
+        object.__setattr__(self, "day_thresholds", tuple(sorted(thresholds)))
+
+    def name_of(self, index: int) -> str:
+        """The segment at ``index`` in ``order``; -1 is the fallback."""
+        return self.fallback if index < 0 else self.order[index].name
+
+    def rank_of(self, index: int) -> int:
+        return self.fallback_rank if index < 0 else self.order[index].rank
+
+    def names(self) -> tuple[str, ...]:
+        """Every segment name, most valuable first (the fallback in its declared place)."""
+        ranked = sorted([(s.rank, s.name) for s in self.order] + [(self.fallback_rank, self.fallback)])
+        return tuple(name for _, name in ranked)
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
     """A validated lifecycle model, indexed for the engine's hot path."""
 
@@ -164,6 +238,8 @@ class Model:
     # Speed to lead ([alerts] escalate_overdue): publish response_overdue at respond_by when no
     # lead_contacted answered the became_hot alert.
     escalate_overdue: bool = True
+    # Value segments ([segments], issue 14): None when the model declares none.
+    segments: Segments | None = None
     # Indexes, derived in __post_init__.
     advances_by_event: Mapping[str, tuple[Advance, ...]] = field(default_factory=dict, compare=False)
     temperature_advances: tuple[Advance, ...] = field(default=(), compare=False)

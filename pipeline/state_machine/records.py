@@ -12,7 +12,8 @@ import msgspec
 class Transition(msgspec.Struct, frozen=True, gc=False):
     """A move of one contact: a stage advance or regression, a temperature change, or an identity
     merge (``kind`` ``identity``: ``from`` is the anonymous contact ``anon:<id>``, ``to`` the contact
-    that absorbed it, ``direction`` ``advance``).
+    that absorbed it, ``direction`` ``advance``), or a value-segment move (``kind`` ``segment``:
+    ``advance`` into a more valuable segment, by the model's declaration order).
 
     ``stage``, ``temperature`` and ``score`` are the contact's values just after this move.
     ``trigger_event_id`` is null for a time-driven move (cooling or score decay).
@@ -20,7 +21,7 @@ class Transition(msgspec.Struct, frozen=True, gc=False):
 
     transition_id: str
     contact_id: str
-    kind: str  # "stage" | "temperature" | "identity"
+    kind: str  # "stage" | "temperature" | "identity" | "segment"
     from_: str = msgspec.field(name="from")
     to: str = ""
     direction: str = ""  # "advance" | "regress"
@@ -103,3 +104,10 @@ class ContactSnapshot(msgspec.Struct, frozen=True, gc=False, omit_defaults=True)
     referred_by: str | None
     model: str
     merged_into: str | None = None
+    # Value segments (only written when the model has [segments]): the segment, net revenue in the
+    # model's currency, completed orders, promotional ones, and ones in another currency.
+    segment: str | None = None
+    revenue: float | None = None
+    orders: int | None = None
+    promo_orders: int | None = None
+    foreign_orders: int | None = None

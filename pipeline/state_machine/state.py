@@ -22,6 +22,9 @@ from pipeline.state_machine.events import Event
 OrderMemo = tuple[str, str, bool]
 #: (event_id, event_type, points) for the last few scoring events, oldest first.
 ScoreMemo = tuple[str, str, float]
+#: (order_id, at, net amount in the model currency, promotional, other currency) for the last few
+#: orders, oldest first: the value-segment memory (a refund lowers the net amount).
+ValueMemo = tuple[str, int, float, bool, bool]
 #: (source, utm_source, utm_medium, utm_campaign) of the first applied event.
 TouchMemo = tuple[str | None, str | None, str | None, str | None]
 
@@ -76,6 +79,16 @@ class ContactState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     # When the escalation fires: respond_by, or the contact's clock when a late (out-of-order) event
     # raised the alert with a respond_by already behind it (a deadline is never scheduled in the past).
     escalate_at: int | None = None
+    # Trailing fields added with value segments (issue 14); only kept when the model has [segments].
+    segment: int = -1  # index into model.segments.order; -1: the fallback segment ("none")
+    revenue: float = 0.0  # lifetime revenue in the model currency, net of refunds
+    order_count: int = 0  # completed orders, every currency and tier
+    promo_orders: int = 0  # completed orders bought with a promotion (discount > 0 or a coupon)
+    foreign_orders: int = 0  # completed orders in another currency (counted, never summed)
+    last_order_at: int | None = None
+    value_orders: tuple[ValueMemo, ...] = ()  # the latest model.order_memory orders
+    signals: tuple[int, ...] = ()  # times of the latest negative signals (segments.signal_memory)
+    segment_due: int | None = None  # when a time-driven segment move is next due (None: none)
 
 
 def new_contact(contact: str, identified: bool, at: int) -> ContactState:

@@ -71,9 +71,19 @@ def properties_for(draw: st.DrawFn, event_type: str, contact: str) -> dict[str, 
         return {"page_category": draw(st.sampled_from(["blog", "pricing", "product"]))}
     if event_type in ("order_completed", "order_refunded"):
         order = f"{contact}-o{draw(st.integers(1, 6))}"  # a small pool: orders repeat and get refunded
+        amount = draw(st.sampled_from([100_000, 2_500_000, 4_900_000]))
         if event_type == "order_refunded":
-            return {"order_id": order}
-        return {"order_id": order, "tier": draw(st.sampled_from(["core", "core", "entry"]))}
+            return {"order_id": order, "amount": amount}
+        props: dict[str, object] = {
+            "order_id": order, "tier": draw(st.sampled_from(["core", "core", "entry"])), "amount": amount,
+            "currency": draw(st.sampled_from(["VND", "VND", "VND", "USD"])),
+        }
+        promo = draw(st.sampled_from([None, None, "discount", "coupon"]))  # value segments: promo orders
+        if promo == "discount":
+            props["discount"] = amount // 10
+        elif promo == "coupon":
+            props["coupon"] = "SPRING"
+        return props
     if event_type == "review_submitted":
         return {"rating": draw(st.integers(1, 5))}
     if event_type == "email_bounced":
@@ -193,7 +203,8 @@ def test_transitions_chain_per_contact_and_kind(run_with, events):
     run = _play(run_with, events, _final_time(events))
     current: dict[tuple[str, str], str] = defaultdict(str)
     model = MODEL
-    first = {"stage": model.stages[0], "temperature": model.bands[0].name}
+    assert model.segments is not None
+    first = {"stage": model.stages[0], "temperature": model.bands[0].name, "segment": model.segments.fallback}
     for t in run.transitions:
         key = (t.contact_id, t.kind)
         assert t.from_ == (current[key] or first[t.kind]), t
@@ -201,7 +212,10 @@ def test_transitions_chain_per_contact_and_kind(run_with, events):
         current[key] = t.to
     for (contact, kind), last in current.items():
         state = run.states[contact]
-        now = model.stages[state.stage] if kind == "stage" else model.bands[state.band].name
+        if kind == "segment":
+            now = model.segments.name_of(state.segment)
+        else:
+            now = model.stages[state.stage] if kind == "stage" else model.bands[state.band].name
         assert last == now
 
 
