@@ -22,18 +22,23 @@ de-duplication memory makes a repeated event a no-op.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+import traceback
 from collections import Counter as CounterType
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames, partition_for
+from pipeline.contracts import DeadLetter, encode_deadletter
 from pipeline.contracts import internal as wire
+from pipeline.contracts.deadletter import dead_letter_for
 from pipeline.ops import metrics
 from pipeline.state_machine import REFERRAL_CONVERTED, ContactState, Event, Model, snapshot
 from pipeline.state_machine.identity import CONFLICT
@@ -50,6 +55,26 @@ def _no_bind(partition: int) -> None:
     pass
 
 
+class UndecodableState:
+    """What the table holds for a stored contact state whose bytes do not decode (the codec returns
+    it instead of raising, so a bad changelog record never stops the changelog recovery). Reading
+    it raises :class:`UndecodableStateError`: the contact's events become ``processing_error``
+    dead letters, the partition goes on."""
+
+    __slots__ = ("data", "reason")
+
+    def __init__(self, data: bytes, reason: str) -> None:
+        self.data, self.reason = data, reason
+
+
+class UndecodableStateError(ValueError):
+    """A contact's stored state cannot be decoded; the message names the contact and why."""
+
+    def __init__(self, contact: str, stored: UndecodableState) -> None:
+        super().__init__(f"the stored state of {contact} cannot be decoded ({len(stored.data)} bytes): "
+                         f"{stored.reason}")
+
+
 class StagedStates(MutableMapping[str, ContactState]):
     """Contact states of one partition: reads through to the table, writes staged until flushed."""
 
@@ -62,7 +87,9 @@ class StagedStates(MutableMapping[str, ContactState]):
         self._before: dict[str, ContactState | None] = {}
 
     def _stored(self, key: str) -> ContactState | None:
-        state: ContactState | None = self.table.get(key)
+        state: ContactState | UndecodableState | None = self.table.get(key)
+        if isinstance(state, UndecodableState):
+            raise UndecodableStateError(key, state)
         if self.tally is not None and key not in self._before:
             self._before[key] = state
         return state
@@ -83,7 +110,8 @@ class StagedStates(MutableMapping[str, ContactState]):
 
     def __setitem__(self, key: str, value: ContactState) -> None:
         if self.tally is not None and key not in self.staged and key not in self._before:
-            self._before[key] = self.table.get(key)
+            before = self.table.get(key)
+            self._before[key] = None if isinstance(before, UndecodableState) else before
         self.staged[key] = value
 
     def __delitem__(self, key: str) -> None:  # contacts are never deleted by the engine
@@ -124,6 +152,8 @@ class ProcessorCounts:
     held: int = 0  # events held while their contact awaited a claimed link (applied when it came back)
     snapshots: int = 0  # contact snapshots published to lead.contacts
     batches: int = 0
+    #: events (and sweep ticks) whose application raised: dead-lettered as processing_error
+    processing_errors: int = 0
 
 
 class PartitionRuntime:
@@ -144,10 +174,13 @@ class PartitionRuntime:
             fire_on_event=False,
             merge_identities=True,
         )
-        started = time.perf_counter()
+        started, unreadable = time.perf_counter(), 0
         for key in list(table):
             if partition_for(key, partitions) == partition:
                 state = table.get(key)
+                if isinstance(state, UndecodableState):  # its events will be dead-lettered
+                    unreadable += 1
+                    continue
                 if state is not None:
                     self.processor.track(state)
                     if self.tally is not None:
@@ -158,6 +191,9 @@ class PartitionRuntime:
             len(self.processor.deadlines),
             time.perf_counter() - started,
         )
+        if unreadable:
+            log.error("partition %d: %d stored contact states cannot be decoded; their events will be "
+                      "dead-lettered as processing_error", partition, unreadable)
 
 
 class BatchUnit(Protocol):
@@ -192,6 +228,9 @@ class ContactRuntime:
         self.topics = TopicNames.of(settings)
         self.partitions: dict[int, PartitionRuntime] = {}
         self.counts = ProcessorCounts()
+        #: This batch's poison events (and failed sweep ticks), published with its outputs.
+        self.poisoned: list[DeadLetter] = []
+        self._digests_logged: set[str] = set()
 
     def runtime(self, partition: int) -> PartitionRuntime:
         runtime = self.partitions.get(partition)
@@ -228,6 +267,7 @@ class ContactRuntime:
             runtime = self.runtime(partition)
             outcome = self.apply(runtime, inputs)
             await self.publish(outcome, unit)
+            await self.publish_poisoned(unit)
             if self.settings.contact_snapshots:
                 await self.publish_snapshots(runtime.states.staged.values(), unit)
         await unit.outputs_acknowledged()
@@ -263,16 +303,53 @@ class ContactRuntime:
         return total
 
     def apply_event(self, runtime: PartitionRuntime, event: Event, total: Outcome) -> None:
-        """Apply one event, counting it (applied, duplicate, late) and collecting its outputs."""
-        known = runtime.states.get(event.contact)
-        outcome = runtime.processor.apply(event)
+        """Apply one event, counting it (applied, duplicate, late) and collecting its outputs; an
+        event whose application raises is dead-lettered (:meth:`poison`) and the partition goes on."""
+        try:
+            known = runtime.states.get(event.contact)
+            outcome = runtime.processor.apply(event)
+        except Exception as exc:
+            self.poison(runtime.partition, event, exc)
+            return
         self._count(event, known, outcome, total)
 
     def apply_claimed(self, runtime: PartitionRuntime, link: ClaimedLink, total: Outcome) -> None:
         """The known side of a link claimed on another partition: merge, then apply the event."""
         event = link.event
-        known = runtime.states.get(event.contact)
-        self._count(event, known, runtime.processor.apply_claimed(link), total)
+        try:
+            known = runtime.states.get(event.contact)
+            outcome = runtime.processor.apply_claimed(link)
+        except Exception as exc:
+            self.poison(runtime.partition, event, exc)
+            return
+        self._count(event, known, outcome, total)
+
+    def poison(self, partition: int, event: Event | None, exc: Exception, clock: int | None = None) -> None:
+        """An event (or a sweep tick at ``clock``) whose application raised: a dead letter with
+        code ``processing_error``, the event and an error digest (the same bug, the same digest),
+        counted and logged (with the traceback the first time a digest is seen)."""
+        digest, where = error_digest(exc)
+        detail = f"{type(exc).__name__}: {exc}"[:800] + f" (digest {digest}, at {where})"
+        raw = _encode_json(event) if event is not None else _encode_json({"sweep_tick": clock, "partition": partition})
+        source = event.source if event is not None else None
+        self.poisoned.append(
+            dead_letter_for(raw, "processing_error", detail, source, self.now_micros(),
+                            event.event_id if event is not None else None)
+        )
+        self.counts.processing_errors += 1
+        metrics.EVENTS_DEAD_LETTERED.labels(source or "sweep", "processing_error").inc()
+        what = f"event {event.event_id} ({event.event_type}) for {event.contact}" if event else f"sweep tick {clock}"
+        first = digest not in self._digests_logged
+        self._digests_logged.add(digest)
+        log.error("partition %d: %s raised %s; dead-lettered as processing_error [digest %s], the partition "
+                  "goes on", partition, what, detail, digest, exc_info=exc if first else None)
+
+    async def publish_poisoned(self, unit: BatchUnit) -> None:
+        """This batch's processing_error dead letters, acknowledged with its outputs."""
+        poisoned, self.poisoned = self.poisoned, []
+        for dead in poisoned:
+            await unit.send(self.topics.deadletter, dead.event_id.encode() if dead.event_id else None,
+                            encode_deadletter(dead))
 
     def _count(self, event: Event, known: ContactState | None, outcome: Outcome, total: Outcome) -> None:
         counts = self.counts
@@ -305,7 +382,10 @@ class ContactRuntime:
     def fire_due(self, runtime: PartitionRuntime, clock: int, total: Outcome) -> None:
         """Fire every deadline of the partition <= ``clock`` (a sweep tick), into ``total``."""
         due, started = runtime.deadlines.fired, time.perf_counter()
-        runtime.processor.advance_to(clock, total)
+        try:
+            runtime.processor.advance_to(clock, total)
+        except Exception as exc:  # the rest of this tick's due contacts fire at their next event or tick
+            self.poison(runtime.partition, None, exc, clock)
         if self.settings.metrics:
             metrics.count_sweep(time.perf_counter() - started, runtime.deadlines.fired - due)
 
@@ -383,6 +463,15 @@ class CallbackUnit:
             self.bind(partition)
             await self._write(partition, states)
         self._staged = []
+
+
+def error_digest(exc: BaseException) -> tuple[str, str]:
+    """``(digest, where)``: 12 hex digits naming the exception type and the line that raised it
+    (the same bug gives the same digest whatever the event), and that line as ``file:line``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    basis = f"{type(exc).__module__}.{type(exc).__qualname__}@{where}"
+    return hashlib.sha256(basis.encode()).hexdigest()[:12], where
 
 
 def order_by_event_time(events: list[Event]) -> list[Event]:

@@ -27,6 +27,8 @@ ERROR_CODES: tuple[str, ...] = (
     "wrong_source",
     "schema_violation",
     "future_timestamp",
+    # Not an input check: a valid event whose application raised in the contact processor.
+    "processing_error",
 )
 _ERROR_CODES = frozenset(ERROR_CODES)
 

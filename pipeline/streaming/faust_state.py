@@ -22,12 +22,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import msgspec
 import orjson
 from aiokafka import AIOKafkaProducer
 from faust.serializers import codecs
 from faust.streams import _current_event
 
 from pipeline.config.settings import Settings
+from pipeline.consumers.contacts import UndecodableState
 from pipeline.state_machine import ContactState, decode_state, encode_state
 from pipeline.streaming.unit_of_work import Ack
 
@@ -39,7 +41,10 @@ class ContactStateCodec(codecs.Codec):
         return encode_state(obj)
 
     def _loads(self, s: bytes) -> Any:
-        return decode_state(s)
+        try:
+            return decode_state(s)
+        except msgspec.DecodeError as exc:  # never stop the changelog recovery: see UndecodableState
+            return UndecodableState(bytes(s), str(exc))
 
 
 codecs.register("leadflow_state", ContactStateCodec())

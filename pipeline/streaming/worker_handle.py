@@ -53,6 +53,7 @@ class Worker:
                 "handed_off": counts.handed_off,
                 "held": counts.held,
                 "batches": counts.batches,
+                "processing_errors": counts.processing_errors,
                 "partitions": sorted(self.runtime.partitions),
                 "contacts_in_table": len(self.table),
             },

@@ -241,3 +241,45 @@ def test_handle_with_callbacks_gives_the_same_bytes_as_the_unit_of_work() -> Non
     assert sent == [(r.topic, r.key, r.value, r.partition) for r in callbacks.broker.records_sent()]
     assert unit_of_work.store == callbacks.store
     assert unit_of_work.runtime.counts == callbacks.runtime.counts
+
+
+# --- poison events (issue 15) -------------------------------------------------------------------
+
+def test_an_event_whose_application_raises_is_dead_lettered_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Processor()
+    target = "carol"
+    runtime = p.runtime.runtime(partition_for(target, PARTITIONS))
+    apply = runtime.processor.apply
+
+    def buggy(e: Event) -> Outcome:
+        if e.contact == target:
+            raise ZeroDivisionError("division by zero")
+        return apply(e)
+
+    monkeypatch.setattr(runtime.processor, "apply", buggy)
+    same = [c for c in (f"c{i}" for i in range(100)) if partition_for(c, PARTITIONS) == runtime.partition][:2]
+    with caplog.at_level(logging.ERROR):
+        p.feed(event("a1", "signup", same[0], 0), event("x1", "signup", target, 1),
+               event("x2", "page_view", target, 2, properties={"url": "u"}), event("a2", "signup", same[1], 3))
+    dead = p.decoded(p.topics.deadletter)
+    assert [d["event_id"] for d in dead] == ["x1", "x2"]
+    assert {d["error_code"] for d in dead} == {"processing_error"}
+    assert dead[0]["error_detail"].startswith("ZeroDivisionError: division by zero (digest ")
+    assert dead[0]["error_detail"].split("digest ")[1][:12] == dead[1]["error_detail"].split("digest ")[1][:12]
+    assert msgspec.json.decode(dead[0]["raw"])["event_id"] == "x1"
+    assert p.runtime.counts.processing_errors == 2
+    assert p.runtime.counts.applied == 2  # the events around the poison are applied
+    assert caplog.text.count("Traceback") == 1  # the traceback once per digest, then one line each
+
+
+def test_a_stored_state_that_cannot_be_decoded_poisons_only_its_own_events() -> None:
+    from pipeline.consumers.contacts import UndecodableState
+
+    p = Processor()
+    p.store["dora"] = UndecodableState(b"\xc1", "invalid opcode")  # what the codec gives for bad bytes
+    p.feed(event("d1", "signup", "dora", 0), event("e1", "signup", "erin", 1))
+    [dead] = p.decoded(p.topics.deadletter)
+    assert dead["event_id"] == "d1" and "UndecodableStateError: the stored state of dora" in dead["error_detail"]
+    assert p.runtime.counts.applied == 1
