@@ -38,7 +38,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline.cli import collector, console, demo, model, replay, sample, storage, streaming, up, webhooks
+from pipeline.cli import collector, console, demo, model, replay, sample, segments, storage, streaming, up, webhooks
 from pipeline.cli.common import CliError, Subparsers
 
 #: The command groups, in the order ``leadflow --help`` lists their commands.
@@ -49,6 +49,7 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     streaming.register,
     demo.register,
     storage.register,
+    segments.register,
     collector.register,
     webhooks.register,
     up.register,

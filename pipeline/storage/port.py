@@ -16,6 +16,7 @@ from typing import Protocol
 
 from pipeline.state_machine.model import Model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
+from pipeline.storage.reports.segments import SegmentReport
 from pipeline.storage.reports.types import ContactHistory, FunnelReport, GroupBy, StoredAlert
 
 
@@ -77,6 +78,18 @@ class HistoryStore(Protocol):
         until: datetime | None = None,
     ) -> FunnelReport:
         """The funnel of ``model``'s stages per first-touch group (rules: :mod:`.reports.funnel`)."""
+        ...
+
+    def segments(
+        self,
+        model: Model,
+        *,
+        by: GroupBy = "source",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> SegmentReport:
+        """Value segments of ``model`` per first-touch group, and the flows between them in the
+        window (rules: :mod:`.reports.segments`). ``model`` must declare ``[segments]``."""
         ...
 
     def close(self) -> None:

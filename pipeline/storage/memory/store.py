@@ -27,10 +27,13 @@ from pipeline.storage.errors import InvalidAcknowledgement, SchemaNotReady, Stor
 from pipeline.storage.memory.funnel import StoredTransition, count_funnel
 from pipeline.storage.port import Acknowledgement
 from pipeline.storage.reports.funnel import assemble_funnel
+from pipeline.storage.reports.segments import SegmentReport, SegmentTotals, assemble_segments, segment_of
 from pipeline.storage.reports.types import (
     ALERT_ANSWERED,
     BECAME_HOT,
     IDENTITY,
+    NO_CONTACT,
+    NO_VALUE,
     RESPONSE_OVERDUE,
     ContactHistory,
     FunnelReport,
@@ -359,6 +362,40 @@ class MemoryHistoryStore:
         window = (None if since is None else from_datetime(since), None if until is None else from_datetime(until))
         counts = count_funnel(model, by, window, moves, snapshots, raised)
         return assemble_funnel(model, by, since, until, counts)
+
+    def segments(
+        self,
+        model: Model,
+        *,
+        by: GroupBy = "source",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> SegmentReport:
+        database = self._database()
+        with database.lock:
+            stored = database.transitions.values()
+            moves = [(s.transition, s.occurred_at) for s in stored if s.transition.kind == "segment"]
+            snapshots = {contact_id: entry.snapshot for contact_id, entry in database.contacts.items()}
+        prefix = f"{model.name}@"
+        group_of = {
+            key: getattr(c.first_touch, "source" if by == "source" else by) or NO_VALUE for key, c in snapshots.items()
+        }
+        totals: SegmentTotals = {}
+        for contact_id, c in snapshots.items():
+            if c.merged_into is not None or not c.model.startswith(prefix):
+                continue
+            summed = totals.setdefault((group_of[contact_id], segment_of(c.segment, model)), [0.0] * 5)
+            for i, value in enumerate((1, c.revenue or 0.0, c.orders or 0, c.promo_orders or 0, c.foreign_orders or 0)):
+                summed[i] += value
+        low = None if since is None else from_datetime(since)
+        high = None if until is None else from_datetime(until)
+        flows: dict[tuple[str, str, str], int] = {}
+        for t, at in moves:
+            if not t.model.startswith(prefix) or (low is not None and at < low) or (high is not None and at >= high):
+                continue
+            key = (group_of.get(t.contact_id, NO_CONTACT), t.from_, t.to)
+            flows[key] = flows.get(key, 0) + 1
+        return assemble_segments(model, by, since, until, totals, flows)
 
     # -- inspection (tests) ------------------------------------------------------------------------
 

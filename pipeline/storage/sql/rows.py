@@ -98,6 +98,11 @@ def contact_row(c: ContactSnapshot, written_at: datetime) -> dict[str, Any]:
         "model": c.model,
         "updated_at": written_at,
         "merged_into": c.merged_into,
+        "segment": c.segment,
+        "revenue": c.revenue,
+        "orders": c.orders,
+        "promo_orders": c.promo_orders,
+        "foreign_orders": c.foreign_orders,
     }
 
 
@@ -163,4 +168,9 @@ def contact_from_row(row: Row[Any]) -> ContactSnapshot:
         referred_by=m["referred_by"],
         model=m["model"],
         merged_into=m["merged_into"],
+        segment=m["segment"],
+        revenue=m["revenue"],
+        orders=m["orders"],
+        promo_orders=m["promo_orders"],
+        foreign_orders=m["foreign_orders"],
     )

@@ -21,6 +21,7 @@ from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 from pipeline.storage.database import resolve_url, safe_url
 from pipeline.storage.errors import InvalidAcknowledgement, UnknownAlert
 from pipeline.storage.port import Acknowledgement
+from pipeline.storage.reports.segments import SegmentReport
 from pipeline.storage.reports.types import (
     ALERT_ANSWERED,
     BECAME_HOT,
@@ -37,6 +38,7 @@ from pipeline.storage.sql import rows
 from pipeline.storage.sql.engine import open_engine, translate_errors
 from pipeline.storage.sql.funnel import compute_funnel
 from pipeline.storage.sql.migrate import require_current_schema
+from pipeline.storage.sql.segments import compute_segments
 from pipeline.storage.sql.tables import alerts, contacts, transitions
 
 _UPDATED_COLUMNS = [c.name for c in contacts.columns if c.name not in ("contact_id", "merged_into")]
@@ -234,6 +236,17 @@ class SqlHistoryStore:
     ) -> FunnelReport:
         with translate_errors(self.url), self.engine.connect() as connection:
             return compute_funnel(connection, model, by, since, until)
+
+    def segments(
+        self,
+        model: Model,
+        *,
+        by: GroupBy = "source",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> SegmentReport:
+        with translate_errors(self.url), self.engine.connect() as connection:
+            return compute_segments(connection, model, by, since, until)
 
     def open_alerts(self, limit: int = 200) -> tuple[StoredAlert, ...]:
         with translate_errors(self.url), self.engine.connect() as connection:

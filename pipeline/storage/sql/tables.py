@@ -74,9 +74,16 @@ class ContactRow(Base):
     updated_at: Mapped[datetime]  # wall clock of the write that stored this version
     # An anonymous contact whose history was merged into this contact (identity merge); else null.
     merged_into: Mapped[str | None] = mapped_column(String(ID))
+    # Value segments (revision 0005): null for a model without [segments] or an older snapshot.
+    segment: Mapped[str | None] = mapped_column(String(NAME))
+    revenue: Mapped[float | None] = mapped_column(Float)
+    orders: Mapped[int | None] = mapped_column(Integer)
+    promo_orders: Mapped[int | None] = mapped_column(Integer)
+    foreign_orders: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_contacts_stage", "stage"),
+        Index("ix_contacts_segment", "segment"),
         Index("ix_contacts_first_touch_source", "first_touch_source"),
         # The anonymous contacts merged into a contact (its timeline; the funnel's person mapping).
         Index("ix_contacts_merged_into", "merged_into"),
