@@ -37,7 +37,9 @@ import asyncio
 import contextlib
 import math
 import os
+import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,6 +140,44 @@ def make_events(count: int) -> list[tuple[bytes, bytes]]:
             out.append((key.encode(), orjson.dumps(event)))
         seed += 1
     return out[:count]
+
+
+def make_identity_events(count: int, merging: float, seed: int = 11) -> tuple[list[tuple[bytes, bytes]], int]:
+    """``count`` website events over contacts of 8 events each; a ``merging`` share of the contacts
+    browse anonymously for their first 4 events and then identify (the 5th event carries both ids:
+    an identity merge, across partitions for most). With ``merging=0`` the same contacts send the
+    same events identified throughout. Returns the messages and the table keys they will fill."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC) - timedelta(days=2)
+    kinds = ["page_view", "page_view", "content_download", "page_view", "form_submit", "add_to_cart",
+             "page_view", "checkout_start"]
+    out: list[tuple[bytes, bytes]] = []
+    keys = 0
+    person = 0
+    while len(out) < count:
+        person += 1
+        contact, device = f"m{seed}-c{person}", f"m{seed}-v{person}"
+        merges = rng.random() < merging
+        keys += 2 if merges else 1
+        start = now - timedelta(days=rng.uniform(0, 60))
+        for i, kind in enumerate(kinds):
+            event: dict[str, Any] = {
+                "event_id": f"{contact}-{i}", "event_type": kind,
+                "occurred_at": (start + timedelta(minutes=7 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "properties": {"url": "https://shop.example/pricing", "page_category": "pricing"} if kind == "page_view"
+                else {"form_id": "contact"} if kind == "form_submit" else {},
+            }
+            if i == 0:
+                event["properties"].update(utm_source="facebook", utm_medium="social", utm_campaign="spring")
+            if merges and i < 4:
+                event["anonymous_id"] = device
+            elif merges:
+                event.update(contact_id=contact, anonymous_id=device)
+            else:
+                event["contact_id"] = contact
+            key = event.get("contact_id") or f"anon:{device}"
+            out.append((key.encode(), orjson.dumps(event)))
+    return out[:count], keys
 
 
 def create_topics(bootstrap: str, names: list[str]) -> None:
@@ -368,6 +408,32 @@ def pipeline_rate(settings: Settings, total: int, contacts: int, workdir: Path, 
             time.sleep(0.05)
 
 
+def identity_cost(base: Settings, events: int, share: float, rounds: int, workdir: Path,
+                  broker_pid: int | None) -> list[str]:
+    """(f): the pipeline rate with ``share`` of the contacts merging, against none, alternating runs
+    on fresh topics of the same broker; the medians and their ratio."""
+    rates: dict[str, list[float]] = {"none": [], "merging": []}
+    for round_ in range(rounds):
+        for side, fraction in (("none", 0.0), ("merging", share)):
+            messages, keys = make_identity_events(events, fraction)
+            run = f"{base.app_id}-f{round_}{side[0]}"
+            settings = base.with_(app_id=run, topic_prefix=f"{run}.", web_port=free_port(),
+                                  data_dir=str(workdir / f"data-{run}"))
+            ensure_topics(settings)
+            fill(settings.bootstrap, TopicNames.of(settings).inputs["website"], messages)
+            measured = pipeline_rate(settings, len(messages), keys, workdir, broker_pid, None)
+            rates[side].append(measured.rate)
+            print(f"(f) {side:<8} round {round_ + 1}: {measured.rate:,.0f} events/s", flush=True)
+    none, merging = statistics.median(rates["none"]), statistics.median(rates["merging"])
+    return [
+        f"(f) identity merges ({events:,} events, contacts of 8 events, {share:.0%} of them merging; "
+        f"median of {rounds} alternating runs each)",
+        f"    no merges:   {none:>10,.0f} events/s   runs {[round(r) for r in rates['none']]}",
+        f"    {share:.0%} merging: {merging:>10,.0f} events/s   runs {[round(r) for r in rates['merging']]}",
+        f"    ratio merging / none: {merging / none:.3f}",
+    ]
+
+
 def summarize_profile(path: Path, seconds: float, top: int = 16) -> list[str]:
     """Busy share per thread and the hottest frames of a py-spy raw (collapsed) file."""
     if not path.exists():
@@ -593,6 +659,10 @@ def main() -> int:
     parser.add_argument("--naive-changelog", choices=("batched", "one-record"), default="batched",
                         help="naive agent's producer batching: 16 KiB batches (default; favours the naive "
                              "agent) or one record per batch as Leadflow's changelog on Tansu")
+    parser.add_argument("--merges", type=float, default=0.0, metavar="SHARE",
+                        help="(f) identity merges: pipeline rate with SHARE of the contacts merging an anonymous "
+                             "history (e.g. 0.3) against the same events with none, alternating runs (0 = skip)")
+    parser.add_argument("--merge-rounds", type=int, default=2, help="runs of each side for (f) (2)")
     parser.add_argument("--skip-latency", action="store_true", help="only (a)-(c)")
     parser.add_argument("--skip-throughput", action="store_true", help="only (d)")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during (c)")
@@ -648,6 +718,10 @@ def main() -> int:
 
                     overhead = bench_metrics.compare(settings.with_(app_id=f"{run}-metrics"), messages, workdir,
                                                      broker_pid, args.metrics_rounds)
+            merges: list[str] = []
+            if args.merges > 0:
+                merges = identity_cost(settings, args.events, args.merges, args.merge_rounds, workdir, broker_pid)
+                print("\n".join(merges), flush=True)
             lats: list[Latency] = []
             if not args.skip_latency:
                 for window in windows:
@@ -663,6 +737,8 @@ def main() -> int:
     print(table(measured, lats, len(messages), naming))
     if overhead is not None:
         print("\n".join(overhead.rows()))
+    if merges:
+        print("\n".join(merges))
     if profile is not None and naive_profile is not None:
         print("\n--- profile of (c), the leadflow worker, over the timed interval ---")
         print("\n".join(summarize_profile(profile, measured[2].seconds if measured else 1.0)))
