@@ -41,7 +41,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     model = load_model(settings.model)
     try:
-        config = load_config(path, stages=model.stages)
+        segments = None if model.segments is None else model.segments.names()
+        config = load_config(path, stages=model.stages, segments=segments)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     if args.check:
@@ -55,6 +56,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                 *(["identity merges"] if wanted.identity_merges else []),
                 *(["response_overdue alerts"] if wanted.response_overdue else []),
                 *(["alert_answered alerts"] if wanted.alerts_answered else []),
+                *([f"segment into {', '.join(sorted(wanted.segments_into))}"] if wanted.segments_into else []),
+                *([f"segment out of {', '.join(sorted(wanted.segments_out_of))}"] if wanted.segments_out_of else []),
             ]
             print(f"{s.name}: POST {s.url} ({'; '.join(what)}), {s.max_in_flight} in flight, "
                   f"timeout {s.retry.timeout:g}s, retries for {s.retry.retry_for:g}s")

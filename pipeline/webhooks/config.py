@@ -23,6 +23,8 @@ A file has optional delivery defaults and one entry per subscription::
     identity_merges = false         # identity transitions: an anonymous visitor merged into a contact
     response_overdue = false        # response_overdue alerts: nobody contacted a hot lead by respond_by
     alerts_answered = false         # alert_answered alerts: the first lead_contacted after a became_hot
+    segments_into = ["negative"]    # value-segment moves into these segments ("*" = any)
+    segments_out_of = ["loyal"]     # value-segment moves out of these segments ("*" = any)
 
 Every problem is reported at once, each naming the file and the field.
 
@@ -62,7 +64,7 @@ DELIVERY_DEFAULTS: dict[str, Any] = {
 }
 FILTER_KEYS = (
     "became_hot", "stages_into", "stages_out_of", "temperature_changes", "identity_merges", "response_overdue",
-    "alerts_answered",
+    "alerts_answered", "segments_into", "segments_out_of",
 )
 #: The filter flag that selects each alert type (``Alert.type``).
 ALERT_FLAGS = {"became_hot": "became_hot", "response_overdue": "response_overdue", "alert_answered": "alerts_answered"}
@@ -81,6 +83,8 @@ class EventFilter:
     identity_merges: bool = False  # transitions of kind "identity" (from anon:<id>, to the contact)
     response_overdue: bool = False  # the escalation of an unanswered became_hot (speed to lead)
     alerts_answered: bool = False  # the first lead_contacted after a became_hot, with the response time
+    segments_into: frozenset[str] = frozenset()  # value-segment moves (kind "segment") into these
+    segments_out_of: frozenset[str] = frozenset()  # ... out of these
 
     @property
     def wants_alerts(self) -> bool:
@@ -88,7 +92,10 @@ class EventFilter:
 
     @property
     def wants_transitions(self) -> bool:
-        return bool(self.stages_into or self.stages_out_of or self.temperature_changes or self.identity_merges)
+        return bool(
+            self.stages_into or self.stages_out_of or self.temperature_changes or self.identity_merges
+            or self.segments_into or self.segments_out_of
+        )
 
     def wants_alert(self, alert_type: str) -> bool:
         flag = ALERT_FLAGS.get(alert_type)
@@ -99,6 +106,9 @@ class EventFilter:
             return self.temperature_changes
         if kind == "identity":  # never selected by stage filters, even "*": its from/to are contact ids
             return self.identity_merges
+        if kind == "segment":  # only by the segment filters: stage filters, even "*", never select it
+            into, out_of = self.segments_into, self.segments_out_of
+            return ANY in into or to in into or ANY in out_of or from_ in out_of
         if kind != "stage":
             return False
         into, out_of = self.stages_into, self.stages_out_of
@@ -255,7 +265,22 @@ def _stage_list(problems: _Problems, where: str, value: Any, stages: Sequence[st
     return frozenset(value)
 
 
-def _filter(problems: _Problems, where: str, value: Any, stages: Sequence[str] | None) -> EventFilter:
+def _segment_list(problems: _Problems, where: str, value: Any, segments: Sequence[str] | None) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        problems.add(where, f'must be a list of segment names (or ["{ANY}"] for any segment)')
+        return frozenset()
+    if segments is not None:
+        for index, item in enumerate(value):
+            if item != ANY and item not in segments:
+                problems.add(
+                    f"{where}[{index}]", f"{item!r} is not a segment of the model; segments: {', '.join(segments)}"
+                )
+    return frozenset(value)
+
+
+def _filter(
+    problems: _Problems, where: str, value: Any, stages: Sequence[str] | None, segments: Sequence[str] | None = None
+) -> EventFilter:
     if not isinstance(value, dict):
         problems.add(where, f"required: a table with any of {', '.join(FILTER_KEYS)}")
         return EventFilter()
@@ -275,18 +300,24 @@ def _filter(problems: _Problems, where: str, value: Any, stages: Sequence[str] |
         identity_merges=flags["identity_merges"],
         response_overdue=flags["response_overdue"],
         alerts_answered=flags["alerts_answered"],
+        segments_into=_segment_list(problems, f"{where}.segments_into", value.get("segments_into", []), segments),
+        segments_out_of=_segment_list(problems, f"{where}.segments_out_of", value.get("segments_out_of", []), segments),
     )
     if not (result.wants_alerts or result.wants_transitions):
         problems.add(
             where,
             "selects nothing: set became_hot, stages_into, stages_out_of, temperature_changes, identity_merges, "
-            "response_overdue or alerts_answered",
+            "response_overdue, alerts_answered, segments_into or segments_out_of",
         )
     return result
 
 
 def parse_config(
-    data: Mapping[str, Any], path: str, stages: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    path: str,
+    stages: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    segments: Sequence[str] | None = None,
 ) -> WebhooksConfig:
     """Validate a decoded configuration; raise :class:`ConfigError` listing every problem."""
     env = os.environ if env is None else env
@@ -326,7 +357,7 @@ def parse_config(
                 name=name,
                 url=_url(problems, f"{where}.url", entry.get("url")),
                 secret=_secret(problems, f"{where}.", entry, env),
-                filter=_filter(problems, f"{where}.filter", entry.get("filter"), stages),
+                filter=_filter(problems, f"{where}.filter", entry.get("filter"), stages, segments),
                 retry=RetryPolicy(
                     timeout=float(settings["timeout_seconds"]),
                     retry_for=float(settings["retry_for_seconds"]),
@@ -343,14 +374,18 @@ def parse_config(
 
 
 def load_config(
-    path: str | os.PathLike[str], stages: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    stages: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    segments: Sequence[str] | None = None,
 ) -> WebhooksConfig:
     """Load and validate a subscriptions file (``.json`` is JSON, anything else TOML).
 
-    ``stages``: the lifecycle model's stages, to reject a misspelt stage name in a filter.
+    ``stages``: the lifecycle model's stages, to reject a misspelt stage name in a filter;
+    ``segments``: its value segments, likewise.
     """
     file = Path(path)
-    return parse_config(_read(file), str(file), stages, env)
+    return parse_config(_read(file), str(file), stages, env, segments)
 
 
 def config_path_from_env(env: Mapping[str, str] | None = None) -> str | None:
