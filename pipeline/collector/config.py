@@ -31,7 +31,7 @@ class CollectorConfigError(SettingsError):
 
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
-    """Everything the collector process needs besides the broker settings; see the README."""
+    """Everything the collector process needs besides the broker settings; see docs/collector.md."""
 
     bind: str = "127.0.0.1"
     port: int = 8080

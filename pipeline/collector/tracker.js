@@ -4,7 +4,7 @@
  *
  * Keeps an anonymous_id in a first-party cookie (lf_aid), sends a page_view on load (url, path,
  * title, referrer, utm_* parameters), and exposes
- *   leadflow.track(eventType, properties)   queue a website event (see the README for the types)
+ *   leadflow.track(eventType, properties)   queue a website event (see docs/streaming.md, "Event contracts", for the types)
  *   leadflow.identify(contactId)            later events carry contact_id (kept in the lf_cid cookie)
  *   leadflow.page()                         another page_view (single-page applications)
  *   leadflow.flush()                        send what is queued now

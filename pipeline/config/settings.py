@@ -23,7 +23,7 @@ _PROFILE_FIELDS = frozenset(f.name for f in fields(BrokerProfile)) - {"name"}
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything a worker needs; see the README's configuration table."""
+    """Everything a worker needs; see docs/operations.md, "Configuration"."""
 
     bootstrap: str = "localhost:9092"
     profile: str = "kafka"
@@ -36,6 +36,13 @@ class Settings:
     # event time only (each partition's latest event, and `leadflow sweep --until`), for backfills
     # and demos of historical journeys.
     sweep_clock: str = "wall"
+    # The wall-clock sweep's watermark: it fires only what is due up to now - allowed_lateness, so
+    # an event that arrives up to this many seconds after it happened is applied before any
+    # cooling it would have prevented (the replay result). 300 s: email providers post their
+    # webhooks in batches (every few seconds to a minute) and retry failed posts within minutes;
+    # shop integrations export orders every few minutes. Costs: cooling and response_overdue
+    # fire up to this much after their deadline.
+    allowed_lateness: float = 300.0
     reorder_window: float = 0.05  # seconds: a contact's events arriving this close are applied in time order
     ingest_batch: int = 2000  # input messages per ingest poll
     store: str = "auto"  # "rocksdb" (needs rocksdict), "memory", or "auto": rocksdb when installed
@@ -97,6 +104,7 @@ class Settings:
             "LEADFLOW_APP_ID": self.app_id,
             "LEADFLOW_SWEEP_INTERVAL": repr(self.sweep_interval),
             "LEADFLOW_SWEEP_CLOCK": self.sweep_clock,
+            "LEADFLOW_ALLOWED_LATENESS": repr(self.allowed_lateness),
             "LEADFLOW_REORDER_WINDOW_MS": repr(self.reorder_window * 1000),
             "LEADFLOW_INGEST_BATCH": str(self.ingest_batch),
             "LEADFLOW_STORE": self.store,
@@ -128,6 +136,7 @@ def from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Setti
         model=read.text("LEADFLOW_MODEL"),
         sweep_interval=read.duration("LEADFLOW_SWEEP_INTERVAL", 1.0),
         sweep_clock=read.choice("LEADFLOW_SWEEP_CLOCK", ("wall", "event"), "wall"),
+        allowed_lateness=read.duration("LEADFLOW_ALLOWED_LATENESS", 300.0),
         reorder_window=read.duration("LEADFLOW_REORDER_WINDOW_MS", 50.0, unit="ms"),
         ingest_batch=read.integer("LEADFLOW_INGEST_BATCH", 2000),
         store=read.choice("LEADFLOW_STORE", ("auto", "memory", "rocksdb"), "auto"),

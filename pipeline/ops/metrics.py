@@ -210,7 +210,7 @@ EVENT_TIME_LAG = BatchHistogram(
     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400),
 )
 
-# Set at scrape time from the worker's live state (see pipeline.observability).
+# Set at scrape time from the worker's live state (see pipeline.streaming.observability).
 CONSUMER_LAG = Gauge(
     "leadflow_consumer_lag",
     "Messages not yet processed, per topic and partition this worker consumes: log end offset minus "

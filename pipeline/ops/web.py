@@ -2,7 +2,7 @@
 ``/healthz`` (the process is alive), ``/readyz`` (JSON saying what is not ready; 503 until ready),
 ``/stats`` (the process's own counters) and ``/metrics`` (Prometheus exposition of the default
 registry). The Faust worker serves the same paths through Faust's web server
-(``pipeline/observability.py``)."""
+(:mod:`pipeline.streaming.observability`)."""
 
 from __future__ import annotations
 

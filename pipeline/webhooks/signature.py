@@ -7,7 +7,7 @@ a timestamp further than a tolerance from its own clock, so a captured request c
 later. A header may carry several ``v1=`` values (one per secret while a secret is being rotated);
 one match is enough.
 
-Receivers can use :func:`verify` directly, or copy the dozen lines of the README's recipe.
+Receivers can use :func:`verify` directly, or copy the dozen lines of the recipe in docs/webhooks.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The streaming pipeline against a real broker: equivalence with replay, crash, two workers,
 bad input, and the cooling sweep.
 
-Ordering contract under test (README, "Ordering"): a contact's events are applied in event-time
+Ordering contract under test (docs/streaming.md, "Ordering"): a contact's events are applied in event-time
 order when they reach the contact processor within the reorder window of each other; the
 workers here run with a 1 s window and the feed is paced, and every test checks that no event
 had to be applied late, so an equality below is guaranteed by that contract, not by luck.
