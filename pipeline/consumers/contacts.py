@@ -40,6 +40,7 @@ from pipeline.contracts import DeadLetter, encode_deadletter
 from pipeline.contracts import internal as wire
 from pipeline.contracts.deadletter import dead_letter_for
 from pipeline.ops import metrics
+from pipeline.ops.lateness import ARRIVAL_LAG
 from pipeline.state_machine import REFERRAL_CONVERTED, ContactState, Event, Model, snapshot
 from pipeline.state_machine.identity import CONFLICT
 from pipeline.state_machine.processor import ROUTED, ClaimedLink, DeadlineIndex, LifecycleProcessor, Outcome
@@ -259,6 +260,8 @@ class ContactRuntime:
         """Process one batch of internal messages ``(partition, value)`` in ``unit``; returns once
         the unit committed (outputs, then states, acknowledged)."""
         batch = wire.decode_batch(messages)
+        if self.settings.metrics:
+            self.observe_arrival(batch.partitions.values())
         counts = self.counts
         before = (counts.applied, counts.duplicates, counts.late)
         links_before = dict(counts.identity_links)
@@ -282,6 +285,17 @@ class ContactRuntime:
         self.stage_writes(batch.partitions, unit)
         await unit.commit()
         counts.batches += 1
+
+    def observe_arrival(self, partitions: Iterable[wire.PartitionInput]) -> None:
+        """How late this batch's events reached the processor, per source (choosing the allowed
+        lateness: :mod:`pipeline.ops.lateness`)."""
+        times: dict[str, list[int]] = {}
+        for inputs in partitions:
+            for event in inputs.events:
+                times.setdefault(event.source, []).append(event.occurred_at)
+        for occurred in times.values():
+            occurred.sort()
+        ARRIVAL_LAG.observe(self.now_micros(), times, round(self.settings.allowed_lateness * 1_000_000))
 
     def apply(self, runtime: PartitionRuntime, inputs: wire.PartitionInput) -> Outcome:
         """A partition's events (and claimed links) in event-time order, then the cooling its sweep

@@ -90,10 +90,11 @@ def build_worker(settings: Settings) -> Worker:
 
     @app.timer(settings.sweep_interval, name="leadflow.sweep")  # type: ignore[untyped-decorator]
     async def sweep() -> None:
-        """Ask each owned partition to fire the cooling that is due by now (wall-clock mode)."""
+        """Ask each owned partition to fire the cooling that is due by the watermark, now minus the
+        allowed lateness (wall-clock mode)."""
         if settings.sweep_clock != "wall":
             return
-        tick = encode(SweepTick(clock=time.time_ns() // 1000))
+        tick = encode(SweepTick(clock=time.time_ns() // 1000 - round(settings.allowed_lateness * 1_000_000)))
         for tp in app.assignor.assigned_actives():
             if tp.topic == topics.contact_events:
                 await app.producer.send(tp.topic, None, tick, tp.partition, None, None)
