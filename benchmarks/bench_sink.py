@@ -8,7 +8,7 @@ against a plain consumer of the same records measured in the same run.
    alerts and contact snapshots to their topics (4 partitions) as a worker would.
 2. Ceiling: an aiokafka consumer group that reads and msgspec-decodes every record and commits
    offsets per poll, writing nothing.
-3. Sink: :class:`pipeline.consumers.sink.HistorySink` (a fresh group) into a scratch PostgreSQL
+3. Sink: :class:`pipeline.consumers.sink.SinkService` (a fresh group) into a scratch PostgreSQL
    database (created and dropped on ``--server``), until every record is stored.
 
 Both are timed from their first record to their last (group joins excluded). The report gives
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
-from pipeline.consumers.sink import HistorySink
+from pipeline.consumers.sink import SinkService
 from pipeline.devtools.simulator import simulate
 from pipeline.kafka.tools import ensure_topics
 from pipeline.offline.replay import replay
@@ -44,7 +44,7 @@ from pipeline.state_machine import builtin_model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition
 from pipeline.storage import upgrade_database
 from pipeline.storage.database import driver_url
-from pipeline.storage.tables import transitions
+from pipeline.storage.sql.tables import transitions
 from pipeline.streaming.embedded_broker import EmbeddedBroker
 
 
@@ -99,8 +99,8 @@ async def ceiling(settings: Settings, total: int) -> float:
         await consumer.stop()
 
 
-async def sink_run(settings: Settings, url: str, total: int) -> tuple[float, HistorySink]:
-    sink = HistorySink(settings, url)
+async def sink_run(settings: Settings, url: str, total: int) -> tuple[float, SinkService]:
+    sink = SinkService(settings, url)
     task = asyncio.create_task(sink.run())
     first = None
     while sink.stats.stored < total:
