@@ -434,6 +434,37 @@ def identity_cost(base: Settings, events: int, share: float, rounds: int, workdi
     ]
 
 
+def segments_cost(base: Settings, messages: list[tuple[bytes, bytes]], rounds: int, workdir: Path,
+                  broker_pid: int | None) -> list[str]:
+    """(g): the pipeline rate with the default model against the same model without its
+    ``[segments]`` (value segments, issue 14), alternating runs on fresh topics; medians and ratio."""
+    from importlib import resources
+
+    text = resources.files("pipeline.state_machine").joinpath("models", "default.toml").read_text(encoding="utf-8")
+    stripped = text[: text.index("[segments]")] + text[text.index("# Advances") :]  # comments in between
+    plain = workdir / "default-without-segments.toml"
+    plain.write_text(stripped, encoding="utf-8")
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    contacts = len({key for key, _ in messages})
+    for round_ in range(rounds):
+        for side, model in (("without", str(plain)), ("with", None)):
+            run = f"{base.app_id}-g{round_}{side[0]}"
+            settings = base.with_(app_id=run, topic_prefix=f"{run}.", web_port=free_port(),
+                                  data_dir=str(workdir / f"data-{run}"), model=model)
+            ensure_topics(settings)
+            fill(settings.bootstrap, TopicNames.of(settings).inputs["website"], messages)
+            measured = pipeline_rate(settings, len(messages), contacts, workdir, broker_pid, None)
+            rates[side].append(measured.rate)
+            print(f"(g) {side:<7} segments, round {round_ + 1}: {measured.rate:,.0f} events/s", flush=True)
+    without, with_ = statistics.median(rates["without"]), statistics.median(rates["with"])
+    return [
+        f"(g) value segments ({len(messages):,} events of the (c) mix; median of {rounds} alternating runs each)",
+        f"    default model without [segments]: {without:>10,.0f} events/s",
+        f"    default model (with [segments]):  {with_:>10,.0f} events/s",
+        f"    ratio with / without: {with_ / without:.3f}",
+    ]
+
+
 def summarize_profile(path: Path, seconds: float, top: int = 16) -> list[str]:
     """Busy share per thread and the hottest frames of a py-spy raw (collapsed) file."""
     if not path.exists():
@@ -663,6 +694,9 @@ def main() -> int:
                         help="(f) identity merges: pipeline rate with SHARE of the contacts merging an anonymous "
                              "history (e.g. 0.3) against the same events with none, alternating runs (0 = skip)")
     parser.add_argument("--merge-rounds", type=int, default=2, help="runs of each side for (f) (2)")
+    parser.add_argument("--segment-rounds", type=int, default=1,
+                        help="(g) value segments: runs of (c) with the default model and without its [segments] "
+                             "(1; 0 = skip)")
     parser.add_argument("--skip-latency", action="store_true", help="only (a)-(c)")
     parser.add_argument("--skip-throughput", action="store_true", help="only (d)")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during (c)")
@@ -718,6 +752,10 @@ def main() -> int:
 
                     overhead = bench_metrics.compare(settings.with_(app_id=f"{run}-metrics"), messages, workdir,
                                                      broker_pid, args.metrics_rounds)
+            segment_rows: list[str] = []
+            if args.segment_rounds > 0 and messages:
+                segment_rows = segments_cost(settings, messages, args.segment_rounds, workdir, broker_pid)
+                print("\n".join(segment_rows), flush=True)
             merges: list[str] = []
             if args.merges > 0:
                 merges = identity_cost(settings, args.events, args.merges, args.merge_rounds, workdir, broker_pid)
@@ -739,6 +777,8 @@ def main() -> int:
         print("\n".join(overhead.rows()))
     if merges:
         print("\n".join(merges))
+    if segment_rows:
+        print("\n".join(segment_rows))
     if profile is not None and naive_profile is not None:
         print("\n--- profile of (c), the leadflow worker, over the timed interval ---")
         print("\n".join(summarize_profile(profile, measured[2].seconds if measured else 1.0)))

@@ -17,6 +17,7 @@ Commands (``leadflow COMMAND --help`` lists the options of each):
     contact         a contact's current state and full timeline from the history database
     funnel          contacts reaching each stage, per first-touch source (text, JSON or HTML)
     alerts ack      record that sales acted on a became_hot alert
+    segments        value segments: contacts, revenue, promo share and moves between them (text, JSON or HTML)
     collector       HTTP collector: events from web trackers and backends into Kafka
     webhooks        deliver alerts and transitions to sales tools' webhooks
     up              the whole product on this machine, one supervised process tree (and the console)
