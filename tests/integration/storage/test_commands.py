@@ -33,16 +33,16 @@ def filled(db_url: str) -> str:
 
 def test_db_upgrade_creates_then_reports_current(empty_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["db", "upgrade", "--db", empty_db]) == 0
-    assert "schema upgraded from empty to revision 0004" in capsys.readouterr().out
+    assert "schema upgraded from empty to revision 0005" in capsys.readouterr().out
     assert run(["db", "upgrade", "--db", empty_db]) == 0
-    assert "schema already at revision 0004" in capsys.readouterr().out
+    assert "schema already at revision 0005" in capsys.readouterr().out
 
 
 def test_db_url_comes_from_the_environment(empty_db: str, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LEADFLOW_DB", empty_db)
     assert run(["db", "upgrade"]) == 0
-    assert "revision 0004" in capsys.readouterr().out
+    assert "revision 0005" in capsys.readouterr().out
 
 
 def test_contact_prints_state_and_timeline(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,19 +107,20 @@ def test_replay_db_writes_the_history_once(db_url: str, capsys: pytest.CaptureFi
     assert run(argv) == 0
     first = capsys.readouterr().err
     # The transition count depends on every axis the default model has; alerts and contacts do not.
-    assert re.search(r"history: \d+ transitions, 215 alerts and 336 contacts written to", first)
-    assert "alerts: 215 (alert_answered 75, became_hot 99, response_overdue 41)" in first
+    assert re.search(r"history: \d+ transitions, 199 alerts and 329 contacts written to", first)
+    assert "alerts: 199 (alert_answered 71, became_hot 93, response_overdue 35)" in first
+    assert "segment advance 221, segment regress 83" in first  # value segments (issue 14)
     with SqlHistoryStore(db_url) as store:
         before = store.funnel(builtin_model())
     assert run(argv) == 0  # the same history again: nothing new, nothing doubled
     with SqlHistoryStore(db_url) as store:
         after = store.funnel(builtin_model())
     assert after == before
-    assert before.total.contacts == 300 and before.total.hot_alerts == 99
-    assert sum(s.regressions for s in before.total.stages) == 259  # every stage regression of the replay
+    assert before.total.contacts == 300 and before.total.hot_alerts == 93
+    assert sum(s.regressions for s in before.total.stages) == 260  # every stage regression of the replay
     speed = before.total.speed_to_lead  # the simulated reps: the seeds' speed-to-lead effect
-    assert (speed.alerts, speed.answered, speed.answered_in_time, speed.overdue) == (99, 75, 58, 41)
-    assert (speed.converted_in_time, speed.converted_late_or_never) == (37, 15)
+    assert (speed.alerts, speed.answered, speed.answered_in_time, speed.overdue) == (93, 71, 58, 35)
+    assert (speed.converted_in_time, speed.converted_late_or_never) == (45, 13)
     with SqlHistoryStore(db_url) as store, store.engine.connect() as connection:
         hot = connection.execute(select(alerts.c.contact_id).limit(1)).scalar_one()
     capsys.readouterr()
