@@ -30,6 +30,16 @@ TOPIC_CONFIGS = {role: {"retention.ms": str(ms)} for role, ms in RETENTION_MS.it
 TOPIC_CONFIGS["snapshot"] = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 60 * 1000)}
 
 
+def cluster_id(settings: Settings) -> str | None:
+    """The cluster id the broker reports (``DescribeCluster``); raises when it cannot be reached."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin")
+    try:
+        found = admin.describe_cluster().get("cluster_id")
+        return str(found) if found is not None else None
+    finally:
+        admin.close()
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create every Leadflow topic that does not exist yet; return the names created."""
     names = TopicNames.of(settings)

@@ -20,8 +20,9 @@ from pipeline.config.topics import CONTACTS_TABLE, TopicNames
 from pipeline.consumers.contacts import ContactRuntime
 from pipeline.consumers.ingest import SourceConsumer
 from pipeline.contracts.internal import SweepTick, encode
+from pipeline.kafka.tools import cluster_id
 from pipeline.state_machine import SOURCES, resolve_model
-from pipeline.streaming import observability
+from pipeline.streaming import observability, store_check
 from pipeline.streaming.faust_state import ContactStateValue, FaustOutputs, IngestProducer, KafkaChangelog, TableStore
 from pipeline.streaming.faust_tuning import LeadflowTransport
 from pipeline.streaming.unit_of_work import UnitOfWork
@@ -35,7 +36,9 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
     servers = [f"kafka://{server.strip()}" for server in settings.bootstrap.split(",") if server.strip()]
     return {
         "broker": servers,
-        "store": f"{settings.table_store}://",
+        # RocksDB through the checked store: local data that does not belong to this cluster,
+        # changelog and model is discarded and rebuilt (pipeline/streaming/store_check.py).
+        "store": f"{store_check.SCHEME if settings.table_store == 'rocksdb' else settings.table_store}://",
         "datadir": settings.data_dir,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": broker.replication_factor,
@@ -71,6 +74,9 @@ def build_worker(settings: Settings) -> Worker:
         internal=False,
     )
     table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str, value_type=ContactStateValue)
+    if isinstance(table.data, store_check.CheckedRocksDBStore):
+        changelog_name, model_name = table.changelog_topic.get_topic_name(), f"{model.name}@{model.version}"
+        table.data.expected = lambda: store_check.StoreIdentity(cluster_id(settings), changelog_name, model_name)
     outputs, changelog = FaustOutputs(app), KafkaChangelog(settings, table.changelog_topic.get_topic_name())
     runtime = ContactRuntime(model, settings, table, outputs.send)
     worker = Worker(app=app, settings=settings, model=model, topics=topics, runtime=runtime, table=table)

@@ -122,9 +122,13 @@ class EmbeddedBroker:
 
     ``log_dir``: where ``tansu.log`` goes (a temporary directory, removed by :meth:`stop`, when
     not given). ``port``: a fixed port (default: a free one, retried if taken meanwhile).
+    ``cluster_id``: the id it reports (keep the ``tansu`` prefix for profile detection).
     """
 
-    def __init__(self, log_dir: str | os.PathLike[str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, log_dir: str | os.PathLike[str] | None = None, port: int | None = None, cluster_id: str | None = None
+    ) -> None:
+        self.cluster_id = cluster_id  # None: Tansu's default, tansu_cluster
         self._fixed_port = port is not None
         self.port: int = port if port is not None else free_port()
         self._own_dir = log_dir is None
@@ -187,6 +191,7 @@ class EmbeddedBroker:
             url,
             "--storage-engine",
             "memory://tansu/",
+            *(["--cluster-id", self.cluster_id] if self.cluster_id else []),
         ]
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = {**os.environ, "NO_COLOR": "1"}

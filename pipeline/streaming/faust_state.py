@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from faust.serializers import codecs
 from faust.streams import _current_event
+from faust.types import TP
 
 from pipeline.config.settings import Settings
 from pipeline.consumers.contacts import UndecodableState
@@ -84,6 +85,12 @@ class TableStore:
 
     def put(self, key: str, state: ContactState) -> None:
         self.table.data[key] = state  # the local store only: the changelog is written by KafkaChangelog
+
+    def checkpoint(self, partition: int, offset: int) -> None:
+        """The local store holds the partition's changelog up to ``offset`` (acknowledged): what
+        recovery resumes after, and what :mod:`pipeline.streaming.store_check` compares with the
+        changelog's end."""
+        self.table.data.set_persisted_offset(TP(self.table.changelog_topic.get_topic_name(), partition), offset)
 
 
 ProducerFactory = Callable[..., Any]

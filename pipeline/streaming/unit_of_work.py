@@ -107,5 +107,9 @@ class UnitOfWork:
             for key, state in states.items():
                 self.store.put(key, state)
                 acks.append(await self.changelog.append(partition, key, state))
-            await asyncio.gather(*acks)
+            results = await asyncio.gather(*acks)
+            offsets = [offset for offset in (getattr(r, "offset", None) for r in results) if isinstance(offset, int)]
+            checkpoint = getattr(self.store, "checkpoint", None)  # optional: a store that records it
+            if offsets and checkpoint is not None:
+                checkpoint(partition, max(offsets))
         self.completed = True
