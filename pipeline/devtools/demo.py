@@ -128,6 +128,21 @@ class _Listener(threading.Thread):
 
 
 def _describe(kind: str, record: dict[str, Any], color: bool) -> str:
+    if kind == "alert" and record["type"] == "response_overdue":
+        return _paint(
+            "hot",
+            f"OVERDUE {record['contact_id']:<7} nobody called by {record['respond_by']}: escalate "
+            f"(waited {record['waited_seconds'] / 60:.0f} min)",
+            color,
+        )
+    if kind == "alert" and record["type"] == "alert_answered":
+        late = f"{record['late_seconds'] / 60:.0f} min LATE" if record["late_seconds"] else "in time"
+        return _paint(
+            "advance",
+            f"CALLED {record['contact_id']:<8} by {record.get('rep_id') or 'sales'} after "
+            f"{record['response_seconds'] / 60:.0f} min ({late})",
+            color,
+        )
     if kind == "alert":
         return _paint(
             "hot",
@@ -220,12 +235,16 @@ def run_demo(args: argparse.Namespace) -> int:
                     raise RuntimeError(f"the worker exited with code {worker.returncode}") from None
                 continue
             last_record = time.monotonic()
-            seen[kind if kind != "transition" else f"{record['kind']} {record['direction']}"] += 1
+            if kind == "alert" and record["type"] != "became_hot":
+                seen[record["type"]] += 1  # speed to lead: escalations and answers
+            else:
+                seen[kind if kind != "transition" else f"{record['kind']} {record['direction']}"] += 1
             if kind == "transition" and record["kind"] == "stage":
                 stages[record["contact_id"]] = record["to"]
             if kind == "transition" and record["kind"] == "identity":
                 merged_at[record["contact_id"]] = record["occurred_at"]
-            if kind == "alert" and merged_at.get(record["contact_id"]) == record["occurred_at"]:
+            hot = kind == "alert" and record["type"] == "became_hot"
+            if hot and merged_at.get(record["contact_id"]) == record["occurred_at"]:
                 seen["alert after a merge"] += 1  # hot because of the anonymous history it merged
             if not args.quiet:
                 print(_describe(kind, record, color), flush=True)
@@ -248,10 +267,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _summary(seen: Counter[str], stages: dict[str, str], contacts: int) -> None:
     print("\n=== summary ===")
-    for key in sorted(k for k in seen if k not in ("alert", "dead", "alert after a merge")):
+    alerts = ("alert", "dead", "alert after a merge", "response_overdue", "alert_answered")
+    for key in sorted(k for k in seen if k not in alerts):
         print(f"  transitions {key:<22} {seen[key]}")
     print(f"  became_hot alerts                  {seen['alert']} ({seen['alert after a merge']} at the moment an "
           "anonymous history was merged)")
+    print(f"  speed to lead                      {seen['alert_answered']} answered by sales, "
+          f"{seen['response_overdue']} escalated at respond_by (response_overdue)")
     print(f"  dead letters                       {seen['dead']}")
     reached = Counter(stages.values())
     print(f"  contacts simulated                 {contacts}; latest stage of those that moved: "
