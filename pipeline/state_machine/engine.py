@@ -471,10 +471,12 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
 
 
 def _move_segment(
-    model: Model, state: ContactState, trigger: str | None, now: int, at: int, transitions: list[Transition]
+    model: Model, state: ContactState, trigger: str | None, now: int, at: int, transitions: list[Transition],
+    key: str | None = None,
 ) -> ContactState:
     """Re-evaluate the value segment as of ``now`` (a ``segment`` transition when it moves) and
-    schedule the next time-driven segment move."""
+    schedule the next time-driven segment move (``key``: the transition id's trigger key when it is
+    not ``trigger``, as for the moves an identity merge causes)."""
     segments = model.segments
     assert segments is not None
     moved = evaluate(segments, state.segment, measures(state, segments, now))
@@ -485,7 +487,7 @@ def _move_segment(
         transitions.append(
             _transition(
                 model, state, "segment", segments.name_of(old), segments.name_of(new),
-                segments.rank_of(new) < segments.rank_of(old), reason, (), trigger, at,
+                segments.rank_of(new) < segments.rank_of(old), reason, (), trigger, at, key,
             )
         )
     due = segment_deadline(state, segments, now)

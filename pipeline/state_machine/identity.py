@@ -33,6 +33,7 @@ from pipeline.state_machine import ids
 from pipeline.state_machine.engine import (
     Decision,
     _band_transition,
+    _move_segment,
     _stage_transition,
     _transition,
     _with_due,
@@ -170,6 +171,9 @@ def merge_identity(
         transitions.append(_band_transition(model, state, known.band, model.merge_reason, event_id, at, key))
     if state.stage != known.stage:
         transitions.append(_stage_transition(model, state, known.stage, model.merge_reason, event_id, at, key))
+    if model.segments is not None and (anonymous.order_count or anonymous.signals):
+        valued = _merged_value(state, anonymous, model)
+        state = _with_due(_move_segment(model, valued, event_id, at, at, transitions, key), model)
     if state.band >= model.alert_band > known.band and (state.identified or not model.alert_identified_only):
         state, alert = raise_became_hot(model, state, key, at)
         alerts.append(alert)
@@ -278,6 +282,27 @@ def _with_alias(aliases: tuple[str, ...], anon_key: str) -> tuple[str, ...]:
     """``aliases`` with ``anon_key`` last, keeping the latest ALIAS_LIMIT."""
     kept = (*(a for a in aliases if a != anon_key), anon_key)
     return kept[-ALIAS_LIMIT:]
+
+
+def _merged_value(known: ContactState, anon: ContactState, model: Model) -> ContactState:
+    """The value-segment measures of both histories as one customer's: revenue and order counts
+    added (an order id on both sides counted once), the latest order, the order and negative-signal
+    memories combined in time order within their limits."""
+    memos = {memo[0]: memo for memo in anon.value_orders}
+    shared = [memos[memo[0]] for memo in known.value_orders if memo[0] in memos]
+    memos.update({memo[0]: memo for memo in known.value_orders})
+    segments = model.segments
+    signal_memory = segments.signal_memory if segments is not None else len(known.signals) + len(anon.signals)
+    return _replace(
+        known,
+        revenue=known.revenue + anon.revenue - sum(memo[2] for memo in shared if not memo[4]),
+        order_count=known.order_count + anon.order_count - len(shared),
+        promo_orders=known.promo_orders + anon.promo_orders - sum(1 for memo in shared if memo[3]),
+        foreign_orders=known.foreign_orders + anon.foreign_orders - sum(1 for memo in shared if memo[4]),
+        last_order_at=_latest(known.last_order_at, anon.last_order_at),
+        value_orders=tuple(sorted(memos.values(), key=lambda memo: (memo[1], memo[0])))[-model.order_memory :],
+        signals=tuple(sorted((*known.signals, *anon.signals)))[-signal_memory:],
+    )
 
 
 def _merge_orders(

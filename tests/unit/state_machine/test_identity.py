@@ -257,3 +257,33 @@ def test_states_encoded_before_the_identity_fields_still_decode(model: Any, even
     decoded = decode_state(msgspec.msgpack.encode(old))
     assert decoded == msgspec.structs.replace(state, **{n: getattr(blank, n) for n in names[len(kept):]})
     assert decode_state(encode_state(state)) == state
+
+
+def test_an_anonymous_buyer_s_orders_count_toward_the_person_s_value_segment(model: Any) -> None:
+    """Orders and negative signals of the anonymous history join the person's value measures at
+    the merge, as if one customer had placed them all: the same revenue, counts and segment as the
+    same events sent under the person's id, and a segment move with the merge's reason."""
+    def order(event_id: str, at: int, amount: int, contact: str, identified: bool, **extra: Any) -> Event:
+        return Event(event_id, "order_completed", "purchase", contact, at, identified,
+                     {"order_id": event_id, "amount": amount, "currency": "VND", "tier": "core", **extra})
+
+    anonymous = [order("o1", 1 * DAY, 2_000_000, "anon:v1", False),
+                 order("o2", 20 * DAY, 1_500_000, "anon:v1", False, coupon="SPRING")]
+    mine = [order("o3", 30 * DAY, 2_500_000, "c1", True)]
+    link = Event("l1", "page_view", "website", "c1", 40 * DAY, True, {"url": "u"}, anonymous_id="v1")
+    merged = P(model)
+    merged.feed(*anonymous, *mine, link)
+    as_one = P(model)
+    as_one.feed(*[msgspec.structs.replace(e, contact="c1", identified=True) for e in anonymous], *mine,
+                msgspec.structs.replace(link, anonymous_id=None))
+    person, one = merged.state("c1"), as_one.state("c1")
+    fields = ("revenue", "order_count", "promo_orders", "foreign_orders", "last_order_at", "value_orders", "segment")
+    assert {f: getattr(person, f) for f in fields} == {f: getattr(one, f) for f in fields}
+    assert person.revenue == 6_000_000 and person.order_count == 3 and person.promo_orders == 1
+    # c1 alone bought once at full price (big_potential); the merge brings two more orders.
+    at_merge = [t for t in merged.transitions if t.kind == "segment" and t.trigger_event_id == "l1"]
+    before = next(t for t in merged.transitions if t.kind == "segment" and t.contact_id == "c1")
+    assert before.to == "big_potential" and before.trigger_event_id == "o3"
+    # Together: 3 orders, 6,000,000 VND in the last year, one in three with a coupon: loyal.
+    assert [(t.from_, t.to, t.reason) for t in at_merge] == [("big_potential", "loyal", "became_loyal")]
+    assert model.segments.name_of(person.segment) == "loyal"
