@@ -98,6 +98,8 @@ def with_detected_profile(settings: Settings, explicit: bool = False) -> Setting
     recognised by its cluster id; anything else, or no answer, keeps ``kafka``."""
     if explicit or os.environ.get("LEADFLOW_BROKER_PROFILE", "").strip():
         return settings
+    if settings.security.protocol != "PLAINTEXT":  # a secured cluster is never the embedded broker
+        return settings
     from pipeline.kafka.detect import detect_profile
 
     profile = detect_profile(settings.bootstrap)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.config.env import EnvReader, SettingsError
 from pipeline.config.profiles import BROKER_PROFILES, BrokerProfile
+from pipeline.config.security import KafkaSecurity, security_from_env
 
 __all__ = ["BROKER_PROFILES", "BrokerProfile", "Settings", "SettingsError", "from_env"]
 
@@ -58,6 +59,8 @@ class Settings:
     sink_batch: int = 1000  # records per database transaction of the history sink
     #: Explicit overrides of broker profile fields (e.g. ``{"fetch_max_wait_ms": 50}``).
     client: Mapping[str, Any] = field(default_factory=dict)
+    #: TLS / SASL of every Kafka client (LEADFLOW_KAFKA_SECURITY_PROTOCOL, ...: pipeline/config/security.py)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
     def broker(self) -> BrokerProfile:
@@ -121,6 +124,7 @@ class Settings:
             env["LEADFLOW_MODEL"] = self.model
         if self.replication_factor is not None:
             env["LEADFLOW_REPLICATION_FACTOR"] = str(self.replication_factor)
+        env.update(self.security.to_env())
         return env
 
 
@@ -148,5 +152,6 @@ def from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Setti
         contact_snapshots=read.flag("LEADFLOW_CONTACT_SNAPSHOTS", True),
         db_url=read.text("LEADFLOW_DB"),
         sink_batch=read.integer("LEADFLOW_SINK_BATCH", 1000, minimum=1),
+        security=security_from_env(env),
     )
     return settings.with_(**overrides) if overrides else settings

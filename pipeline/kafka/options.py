@@ -3,7 +3,8 @@
 One place decides how a Leadflow consumer behaves (its own group, offsets committed by hand after
 the work is done, the profile's session, heartbeat, rebalance and fetch timings) and how a
 producer does (acknowledged by every in-sync replica, the profile's batch size, idempotent where
-the broker supports it). Callers add only what is theirs: group, start position, poll size.
+the broker supports it), and how every client connects (TLS / SASL: ``Settings.security``).
+Callers add only what is theirs: group, start position, poll size.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def consumer_options(
     }
     if max_poll_records is not None:
         options["max_poll_records"] = max_poll_records
+    options.update(settings.security.aiokafka())
     options.update(extra)
     return options
 
@@ -62,5 +64,6 @@ def producer_options(
         options["client_id"] = client_id
     if idempotent:
         options["enable_idempotence"] = profile.producer_idempotence
+    options.update(settings.security.aiokafka())
     options.update(extra)
     return options

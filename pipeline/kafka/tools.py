@@ -32,7 +32,8 @@ TOPIC_CONFIGS["snapshot"] = {"cleanup.policy": "compact", "min.compaction.lag.ms
 
 def cluster_id(settings: Settings) -> str | None:
     """The cluster id the broker reports (``DescribeCluster``); raises when it cannot be reached."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin")
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin",
+                             **settings.security.kafka_python())
     try:
         found = admin.describe_cluster().get("cluster_id")
         return str(found) if found is not None else None
@@ -48,7 +49,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     roles[names.contact_events] = "internal"
     roles[names.contacts] = "snapshot"
     replication = settings.broker.replication_factor
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin")
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin",
+                             **settings.security.kafka_python())
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -121,6 +123,7 @@ def produce_lines(
     report = ProduceReport()
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap,
+        **settings.security.kafka_python(),
         acks="all",
         linger_ms=5,
         retries=5,
@@ -157,6 +160,7 @@ def publish_sweep(settings: Settings, until: int) -> int:
     topic = TopicNames.of(settings).contact_events
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap,
+        **settings.security.kafka_python(),
         acks="all",
         batch_size=settings.broker.producer_batch_bytes,
         max_in_flight_requests_per_connection=1,
@@ -195,6 +199,7 @@ def tail(
     """
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap,
+        **settings.security.kafka_python(),
         enable_auto_commit=False,
         group_id=None,
         fetch_max_wait_ms=settings.broker.fetch_max_wait_ms,

@@ -59,7 +59,22 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "web_bind": settings.web_bind,
         "web_enabled": True,
         "web_in_thread": False,
+        "broker_credentials": _faust_credentials(settings),
     }
+
+
+def _faust_credentials(settings: Settings) -> Any:
+    """Faust's TLS / SASL credentials from ``Settings.security`` (``None``: plaintext)."""
+    security = settings.security
+    if security.sasl:
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password.value if security.sasl_password else None,
+            ssl_context=security.ssl_context(), mechanism=security.sasl_mechanism,
+        )
+    if security.tls:
+        return faust.SSLCredentials(security.ssl_context())
+    return None
 
 
 def build_worker(settings: Settings) -> Worker:

@@ -117,6 +117,7 @@ class KafkaChangelog:
             "linger_ms": 1,
             "max_batch_size": self.settings.broker.changelog_batch_bytes,
             "client_id": f"{self.settings.app_id}-changelog",
+            **self.settings.security.aiokafka(),
         }
 
     @property

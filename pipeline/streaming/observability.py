@@ -55,6 +55,7 @@ class BrokerProbe:
                     bootstrap_servers=self.settings.bootstrap,
                     client_id=f"{self.settings.app_id}-health",
                     request_timeout_ms=int(PROBE_TIMEOUT * 1000),
+                    **self.settings.security.aiokafka(),
                 )
                 try:
                     await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT)

@@ -34,7 +34,8 @@ def ensure_deadletter_topic(settings: Settings) -> bool:
 
     topic = TopicNames.of(settings).webhooks_deadletter
     profile = settings.broker
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-webhooks-admin")
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-webhooks-admin",
+                             **settings.security.kafka_python())
     try:
         if topic in set(admin.list_topics()):
             return False
