@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-webhooks clean sample system-deps
+.PHONY: up demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
@@ -83,6 +83,10 @@ bench-funnel: $(STAMP)
 ## The HTTP collector under wrk on loopback: requests/s and p99 at 1 and 100 events per request.
 bench-collector: $(STAMP) system-deps
 	$(PY) benchmarks/bench_collector.py
+
+## The collector's abuse limits: wrk floods the public key from one address while another client keeps its 202s.
+bench-collector-abuse: $(STAMP) system-deps
+	$(PY) benchmarks/bench_abuse.py
 
 ## Webhook deliveries per second to a loopback receiver that verifies every signature.
 bench-webhooks: $(STAMP)

@@ -149,7 +149,9 @@ def main() -> int:
                             partitions=args.partitions)
         ensure_topics(settings)
         port = free_port()
-        config = CollectorConfig(port=port, write_keys={"website": (WRITE_KEY,)}, max_inflight=1024)
+        # Throughput of one client: no abuse limits (bench_abuse.py measures them).
+        config = CollectorConfig(port=port, write_keys={"website": (WRITE_KEY,)}, max_inflight=1024, key_limit=None,
+                                 ip_limit=None)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
         env.update(settings.to_env())
         env.update(config.to_env())

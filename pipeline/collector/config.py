@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pipeline.collector.ratelimit import Limit, parse_limit
 from pipeline.config.env import EnvReader, SettingsError
 from pipeline.state_machine import SOURCES
 
@@ -23,6 +24,11 @@ MAX_BODY_BYTES = 1_048_576
 MAX_EVENTS_PER_REQUEST = 500
 #: What the collector does with the client's address: keep it, cut it to its network, or drop it.
 IP_MODES = ("truncate", "full", "drop")
+#: Requests per second per write key of a limited source (a whole site's visitors share it).
+DEFAULT_KEY_LIMIT = Limit(rate=500.0, burst=1000.0)
+#: Requests per second per client address (a visitor sends a few per page; an office behind one
+#: NAT address has many visitors).
+DEFAULT_IP_LIMIT = Limit(rate=20.0, burst=100.0)
 
 
 class CollectorConfigError(SettingsError):
@@ -50,6 +56,12 @@ class CollectorConfig:
     max_inflight: int = 256
     linger_ms: int = 0
     access_log: bool = False
+    #: Abuse limits (token buckets, 429 + Retry-After) per write key and per client address, for
+    #: the sources in ``limited_sources``: the browser's public key by default, never the
+    #: server-side keys unless listed. ``None``: no limit.
+    key_limit: Limit | None = DEFAULT_KEY_LIMIT
+    ip_limit: Limit | None = DEFAULT_IP_LIMIT
+    limited_sources: frozenset[str] = frozenset({"website"})
 
     def with_(self, **changes: Any) -> CollectorConfig:
         return replace(self, **changes)
@@ -70,7 +82,37 @@ class CollectorConfig:
             "LEADFLOW_COLLECTOR_MAX_INFLIGHT": str(self.max_inflight),
             "LEADFLOW_COLLECTOR_LINGER_MS": str(self.linger_ms),
             "LEADFLOW_COLLECTOR_ACCESS_LOG": "1" if self.access_log else "0",
+            "LEADFLOW_COLLECTOR_KEY_RATE_LIMIT": _limit_text(self.key_limit),
+            "LEADFLOW_COLLECTOR_IP_RATE_LIMIT": _limit_text(self.ip_limit),
+            "LEADFLOW_COLLECTOR_RATE_LIMITED_SOURCES": ",".join(sorted(self.limited_sources)),
         }
+
+
+def _limit_text(limit: Limit | None) -> str:
+    return "off" if limit is None else f"{limit.rate!r}/{limit.burst!r}"
+
+
+def _limit(read: EnvReader, name: str, default: Limit | None) -> Limit | None:
+    raw = read.raw(name)
+    if not raw:
+        return default
+    try:
+        return parse_limit(raw)
+    except ValueError as exc:
+        raise CollectorConfigError(f"{name}={exc}") from None
+
+
+def _sources(read: EnvReader, name: str, default: frozenset[str]) -> frozenset[str]:
+    raw = read.raw(name)
+    if not raw:
+        return default
+    if raw.lower() in ("none", "off"):
+        return frozenset()
+    chosen = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    unknown = sorted(chosen - set(SOURCES))
+    if unknown:
+        raise CollectorConfigError(f"{name}: unknown source(s) {', '.join(unknown)}; use {', '.join(SOURCES)} or none")
+    return chosen
 
 
 def parse_write_keys(text: str, name: str = "LEADFLOW_COLLECTOR_WRITE_KEYS") -> dict[str, tuple[str, ...]]:
@@ -124,5 +166,8 @@ def config_from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -
         max_inflight=read.integer("LEADFLOW_COLLECTOR_MAX_INFLIGHT", 256, minimum=1),
         linger_ms=read.integer("LEADFLOW_COLLECTOR_LINGER_MS", 0),
         access_log=read.flag("LEADFLOW_COLLECTOR_ACCESS_LOG", False),
+        key_limit=_limit(read, "LEADFLOW_COLLECTOR_KEY_RATE_LIMIT", DEFAULT_KEY_LIMIT),
+        ip_limit=_limit(read, "LEADFLOW_COLLECTOR_IP_RATE_LIMIT", DEFAULT_IP_LIMIT),
+        limited_sources=_sources(read, "LEADFLOW_COLLECTOR_RATE_LIMITED_SOURCES", frozenset({"website"})),
     )
     return config.with_(**overrides) if overrides else config

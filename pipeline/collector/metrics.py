@@ -25,6 +25,11 @@ EVENTS_REJECTED = Counter(
     "Events rejected by the contract (never published), by source and error code.",
     ["source", "error_code"],
 )
+RATE_LIMITED = Counter(
+    "leadflow_collector_rate_limited_total",
+    "Requests answered 429 by an abuse limit, by source and reason (write_key, client_address).",
+    ["source", "reason"],
+)
 EVENTS_UNAVAILABLE = Counter(
     "leadflow_collector_events_unavailable_total",
     "Valid events answered 503 because the broker did not acknowledge them in time, by source.",

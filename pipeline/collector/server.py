@@ -2,7 +2,8 @@
 
 ``POST /v1/events/{source}`` checks, in this order (the first failure is the answer):
 404 unknown source → 403 browser origin not in the allow-list → 401 missing or wrong write key →
-415 content type → 413 body over 1 MiB (announced, or counted while reading) → 503 too many
+429 abuse limit (client address, then write key: :mod:`pipeline.collector.ratelimit`) → 415 content
+type → 413 body over 1 MiB (announced, or counted while reading) → 503 too many
 requests in flight → 400 unreadable body → per-event validation → publish and wait for the
 broker's acknowledgement → **202** (at least one event accepted) or 400 (none valid), or 503 with
 ``Retry-After`` if the broker did not acknowledge. Also ``OPTIONS`` (CORS preflight),
@@ -28,10 +29,12 @@ from pipeline.collector.metrics import (
     EVENTS_REJECTED,
     EVENTS_UNAVAILABLE,
     INFLIGHT,
+    RATE_LIMITED,
     REQUEST_EVENTS,
     REQUESTS,
 )
 from pipeline.collector.publisher import BrokerUnavailable, Publisher
+from pipeline.collector.ratelimit import TokenBuckets, retry_after
 from pipeline.config.settings import Settings
 from pipeline.state_machine import SOURCES
 
@@ -51,6 +54,8 @@ class Collector:
         self.publisher = publisher if publisher is not None else Publisher(settings, config)
         self.inflight = 0
         self._keys = {source: tuple(key.encode() for key in keys) for source, keys in config.write_keys.items()}
+        self._key_buckets = TokenBuckets(config.key_limit) if config.key_limit else None
+        self._ip_buckets = TokenBuckets(config.ip_limit) if config.ip_limit else None
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -67,8 +72,7 @@ class Collector:
     def authorized(self, source: str, request: web.BaseRequest) -> bool:
         """Whether the request carries one of ``source``'s write keys (constant-time comparison):
         ``Authorization: Bearer <key>``, or ``?write_key=<key>`` (``sendBeacon`` sets no headers)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        presented = token.strip() if scheme.lower() == "bearer" else request.query.get("write_key", "")
+        presented = _presented_key(request)
         if not presented:
             return False
         given = presented.encode("utf-8", "surrogateescape")
@@ -76,6 +80,26 @@ class Collector:
         for key in self._keys.get(source, ()):
             matched |= hmac.compare_digest(given, key)
         return matched
+
+    def rate_limited(self, source: str, request: web.BaseRequest, cors: dict[str, str]) -> web.Response | None:
+        """``429`` with ``Retry-After`` when the client address's or the write key's bucket is
+        empty (sources in ``LEADFLOW_COLLECTOR_RATE_LIMITED_SOURCES`` only); else ``None``."""
+        if source not in self.config.limited_sources:
+            return None
+        if self._ip_buckets is not None:
+            address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                     self.config.trusted_proxies) or "unknown"
+            wait = self._ip_buckets.take(address)
+            if wait:
+                RATE_LIMITED.labels(source, "client_address").inc()
+                return _too_many(f"too many requests from this address (limit {self.config.ip_limit})", wait, cors)
+        if self._key_buckets is not None:
+            wait = self._key_buckets.take(f"{source}:{_presented_key(request)}")
+            if wait:
+                RATE_LIMITED.labels(source, "write_key").inc()
+                return _too_many(f"too many requests with this write key (limit {self.config.key_limit})", wait,
+                                 cors)
+        return None
 
     def client_ip(self, request: web.BaseRequest) -> str | None:
         address = client_address(request.remote, request.headers.get("X-Forwarded-For"), self.config.trusted_proxies)
@@ -95,6 +119,9 @@ class Collector:
             return error(401, "unauthorized", f"missing or wrong write key for {source}: send "
                          "'Authorization: Bearer <key>' or ?write_key=<key>",
                          {**cors, "WWW-Authenticate": 'Bearer realm="leadflow"'})
+        limited = self.rate_limited(source, request, cors)
+        if limited is not None:
+            return limited
         media_type = request.content_type
         charset = (request.charset or "utf-8").lower()
         if media_type not in MEDIA_TYPES or charset not in ("utf-8", "utf8"):
@@ -193,6 +220,16 @@ def error(status: int, code: str, detail: str, headers: dict[str, str] | None = 
 def unavailable(detail: str, retry_after: int, headers: dict[str, str] | None = None) -> web.Response:
     data = {"error_code": "broker_unavailable", "detail": detail, "retry_after": retry_after}
     return json_response(503, data, {**(headers or {}), "Retry-After": str(retry_after)})
+
+
+def _presented_key(request: web.BaseRequest) -> str:
+    """The write key a request presents: ``Authorization: Bearer <key>`` or ``?write_key=``."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else request.query.get("write_key", "")
+
+
+def _too_many(detail: str, wait: float, cors: dict[str, str]) -> web.Response:
+    return error(429, "rate_limited", detail, {**cors, "Retry-After": str(retry_after(wait))})
 
 
 def _too_large(what: str, cors: dict[str, str]) -> web.Response:

@@ -29,6 +29,10 @@ def collector_config(**changes: object) -> CollectorConfig:
         cors_origins=frozenset({ALLOWED_ORIGIN}),
         publish_timeout=5.0,
         retry_after=3,
+        # Every request of these tests comes from 127.0.0.1 with one key: no abuse limits, except in
+        # the tests of the limits (test_rate_limits.py), which set them.
+        key_limit=None,
+        ip_limit=None,
     ).with_(**changes)
 
 
