@@ -323,8 +323,11 @@ def _get(port: int, path: str) -> tuple[int, dict[str, Any]]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return response.status, orjson.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read() or b"{}")
+    except urllib.error.HTTPError as exc:  # not ready yet (503 with a JSON report), or not our server yet
+        try:
+            return exc.code, orjson.loads(exc.read() or b"{}")
+        except orjson.JSONDecodeError:
+            return exc.code, {}
     except OSError:
         return 0, {}
 
