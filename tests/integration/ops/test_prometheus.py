@@ -22,7 +22,7 @@ import orjson
 import pytest
 import yaml
 
-from pipeline.state_machine import builtin_model
+from pipeline.state_machine import SOURCES, builtin_model
 from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 from ...unit.ops.promql import ALERT_RULES, PROMTOOL, dashboard_expressions, metric_names
@@ -134,7 +134,7 @@ def test_prometheus_scrapes_a_live_worker(broker: EmbeddedBroker, namespace: str
         assert float(rate[0]["value"][1]) > 0
         wait_for("events/s by source for each source", lambda: {
             r["metric"]["source"] for r in server.query("sum by (source) (rate(leadflow_events_consumed_total[1m]))")
-        } == {"website", "email", "purchase"})
+        } == set(SOURCES))  # every family the sample feeds: website, email, purchase and sales
         feeder.join(60)
         assert not feeder.is_alive()
 
