@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks clean sample system-deps
+.PHONY: up demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
@@ -91,6 +91,10 @@ bench-collector-abuse: $(STAMP) system-deps
 ## Webhook deliveries per second to a loopback receiver that verifies every signature.
 bench-webhooks: $(STAMP)
 	$(PY) benchmarks/bench_webhooks.py
+
+## Soak: 30 minutes at 300 events/s over 200,000 contacts; memory, lag and latency over time (ARGS="--minutes 3").
+bench-soak: $(STAMP)
+	$(PY) benchmarks/bench_soak.py $(ARGS)
 
 ## The history sink's throughput into PostgreSQL, against a plain consumer of the same records.
 bench-sink: $(STAMP)
