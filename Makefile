@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
-# docker-compose (v1: `docker-compose config` checks the compose file offline).
-SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk /usr/bin/docker-compose
-SYSTEM_PACKAGES := chromium prometheus wrk docker-compose
+# docker-compose (v1: `docker-compose config` checks the compose file offline), openssl (the TLS test's
+# certificate authority and certificates).
+SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk /usr/bin/docker-compose /usr/bin/openssl
+SYSTEM_PACKAGES := chromium prometheus wrk docker-compose openssl
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
