@@ -14,12 +14,14 @@ producer achieved, the p50 / p99 / max latency of the alerts *received* in the i
 probes still waiting and the oldest one's age, the worker's ``leadflow_consumer_lag`` on the
 internal contact-events topic and on the source topics (on Tansu the end offsets behind it are
 short after multi-record batches, so it can under-state), and the counted input backlog
-(published - consumed by ingest, from ``/stats``; exact), plus the CPU of the worker and broker.
+(published - consumed by ingest, from ``/stats``; exact), plus the CPU (cores) of the worker, the
+broker and this process (the load: producer and listener), all on the same machine.
 
 At the end: the plot (``--plot PATH``, default ``out/bench-steady-<time>.html``; a CSV beside it)
 and one summary line per figure the issue asks for: p99 over the whole run and over its second
 half (by the probe's send time; a probe never alerted within ``--drain`` counts as infinite),
-lag at the start and end with the slope of a least-squares fit (flat or growing), and the
+lag at the start and end with the slope of a least-squares fit (flat when its fitted change over
+the run is under 0.1 s of input, at least 50 messages; else growing or shrinking), and the
 achieved input rate, with a warning when the producer itself could not sustain the target.
 
 The plot is a self-contained HTML page with an inline SVG drawn by ``loadgen.svg_panels`` (the
@@ -46,6 +48,7 @@ from pipeline.streaming.embedded_broker import free_port
 
 PROBE_INTERVAL = 0.1  # seconds between demo_request probes
 GOAL_P99_MS = 100.0
+FLAT_SECONDS = 0.1  # lag counts as flat when its fitted change over the run is under this much input
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Interval:
     backlog: int  # published - consumed by ingest (counted)
     worker_cpu: float  # cores
     broker_cpu: float
+    load_cpu: float  # this process: the producer and the alerts listener
 
 
 @dataclass
@@ -114,7 +118,7 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
             started = publisher.started_at or time.perf_counter()
             seen: set[str] = set()
             last = {"at": started, "published": 0, "worker": cpu_seconds(process.pid),
-                    "broker": cpu_seconds(broker_pid)}
+                    "broker": cpu_seconds(broker_pid), "own": time.process_time()}
             tick = 1
             while tick * every <= seconds + 1e-9:
                 pause = started + tick * every - time.perf_counter()
@@ -149,7 +153,7 @@ def _sample(settings: Settings, publisher: Publisher, listener: AlertListener, s
             broker_pid: int | None) -> Interval:
     now = time.perf_counter()
     published = publisher.published
-    worker, broker = cpu_seconds(worker_pid), cpu_seconds(broker_pid)
+    worker, broker, own = cpu_seconds(worker_pid), cpu_seconds(broker_pid), time.process_time()
     span = max(now - last["at"], 1e-9)
     fresh = [(c, t) for c, t in list(listener.received.items()) if c not in seen]
     seen.update(c for c, _ in fresh)
@@ -174,8 +178,9 @@ def _sample(settings: Settings, publisher: Publisher, listener: AlertListener, s
         # read after /stats: never below the true backlog at that moment (at most a few ms of input above)
         backlog=publisher.published + len(publisher.probes) - consumed if report else -1,
         worker_cpu=(worker - last["worker"]) / span, broker_cpu=(broker - last["broker"]) / span,
+        load_cpu=(own - last["own"]) / span,
     )
-    last.update(at=now, published=published, worker=worker, broker=broker)
+    last.update(at=now, published=published, worker=worker, broker=broker, own=own)
     return interval
 
 
@@ -183,7 +188,7 @@ def _line(i: Interval) -> str:
     return (f"(h) {i.seconds:6.0f} s  input {i.input_rate:6,.0f}/s  alerts {i.alerts:3d}  p50 {i.p50_ms:6.0f}  "
             f"p99 {i.p99_ms:6.0f}  max {i.max_ms:6.0f} ms  pending {i.pending:3d} (oldest {i.oldest_pending_ms:6.0f} "
             f"ms)  lag contact-events {i.lag_contact_events:7,.0f} sources {i.lag_sources:7,.0f}  backlog "
-            f"{i.backlog:7,d}  cpu worker {i.worker_cpu:.2f} broker {i.broker_cpu:.2f}")
+            f"{i.backlog:7,d}  cpu worker {i.worker_cpu:.2f} broker {i.broker_cpu:.2f} load {i.load_cpu:.2f}")
 
 
 def slope_per_minute(xs: list[float], ys: list[float]) -> float:
@@ -220,11 +225,12 @@ def summary(result: Steady) -> list[str]:
             ys = [float(getattr(i, key)) for i in result.intervals]
             slope = slope_per_minute(xs, ys)
             rise = slope * (xs[-1] - xs[0]) / 60
-            # flat: the fitted change over the run is under one second of input
-            verdict = "flat" if abs(rise) < max(result.rate, 1.0) else "GROWING" if rise > 0 else "shrinking"
+            # flat: the fitted change over the run is under a tenth of a second of input (min 50)
+            limit = max(result.rate * FLAT_SECONDS, 50.0)
+            verdict = "flat" if abs(rise) < limit else "GROWING" if rise > 0 else "shrinking"
             rows.append(f"    {label:<21}: {getattr(first, key):,.0f} at {first.seconds:.0f} s -> "
-                        f"{getattr(end, key):,.0f} at {end.seconds:.0f} s; slope {slope:+,.1f} messages/min "
-                        f"({verdict})")
+                        f"{getattr(end, key):,.0f} at {end.seconds:.0f} s; least-squares slope {slope:+,.1f} "
+                        f"messages/min, {rise:+,.0f} over the run ({verdict}: flat = within {limit:,.0f})")
     share = result.achieved / result.rate if result.rate else 1.0
     rows.append(f"    achieved input rate  : {result.achieved:,.0f} events/s ({share:.1%} of the target; "
                 f"{result.published:,} events + {len(result.probes):,} probes in {result.load_seconds:.1f} s; the "
