@@ -230,7 +230,7 @@ def summary(result: Steady) -> list[str]:
             verdict = "flat" if abs(rise) < limit else "GROWING" if rise > 0 else "shrinking"
             rows.append(f"    {label:<21}: {getattr(first, key):,.0f} at {first.seconds:.0f} s -> "
                         f"{getattr(end, key):,.0f} at {end.seconds:.0f} s; least-squares slope {slope:+,.1f} "
-                        f"messages/min, {rise:+,.0f} over the run ({verdict}: flat = within {limit:,.0f})")
+                        f"messages/min, {rise:+,.0f} over the run ({verdict}; flat means within ±{limit:,.0f})")
     share = result.achieved / result.rate if result.rate else 1.0
     rows.append(f"    achieved input rate  : {result.achieved:,.0f} events/s ({share:.1%} of the target; "
                 f"{result.published:,} events + {len(result.probes):,} probes in {result.load_seconds:.1f} s; the "

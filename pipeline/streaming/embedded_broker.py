@@ -188,7 +188,7 @@ class EmbeddedBroker:
                 else:
                     # The ready line, a live process and a metadata answer: but was the answer
                     # ours? Only if our process holds the listening socket (checked on Linux).
-                    owners = listening_pids(self.port)
+                    owners = listening_pids(self.port, among=[self.pid] if self.pid is not None else [])
                     if owners is None or self.pid in owners:
                         return self
                     taken = True
@@ -409,10 +409,10 @@ def _port_answers(port: int) -> bool:
         return True
 
 
-def listening_pids(port: int) -> set[int] | None:
-    """The processes holding a listening TCP socket on ``port`` (any local address), from Linux
-    ``/proc``; ``None`` when that cannot be told (no ``/proc``). Processes of other users whose
-    file descriptors cannot be read are missing from the set."""
+def listening_pids(port: int, among: Iterable[int] | None = None) -> set[int] | None:
+    """The processes (of ``among``, default all) holding a listening TCP socket on ``port`` (any
+    local address), from Linux ``/proc``; ``None`` when that cannot be told (no ``/proc``).
+    Processes of other users whose file descriptors cannot be read are missing from the set."""
     inodes: set[str] = set()
     found_table = False
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -431,7 +431,8 @@ def listening_pids(port: int) -> set[int] | None:
     if not inodes:
         return pids
     wanted = {f"socket:[{inode}]" for inode in inodes}
-    for entry in Path("/proc").iterdir():
+    entries = [Path(f"/proc/{pid}") for pid in among] if among is not None else Path("/proc").iterdir()
+    for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
