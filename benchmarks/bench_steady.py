@@ -21,7 +21,8 @@ At the end: the plot (``--plot PATH``, default ``out/bench-steady-<time>.html``;
 and one summary line per figure the issue asks for: p99 over the whole run and over its second
 half (by the probe's send time; a probe never alerted within ``--drain`` counts as infinite),
 lag at the start and end with the slope of a least-squares fit (flat when its fitted change over
-the run is under 0.1 s of input, at least 50 messages; else growing or shrinking), and the
+the run is within the larger of the lag's median, 0.1 s of input and 50 messages; else growing or
+shrinking), and the
 achieved input rate, with a warning when the producer itself could not sustain the target.
 
 The plot is a self-contained HTML page with an inline SVG drawn by ``loadgen.svg_panels`` (the
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +50,7 @@ from pipeline.streaming.embedded_broker import free_port
 
 PROBE_INTERVAL = 0.1  # seconds between demo_request probes
 GOAL_P99_MS = 100.0
-FLAT_SECONDS = 0.1  # lag counts as flat when its fitted change over the run is under this much input
+FLAT_SECONDS = 0.1  # lag counts as flat when its fitted change over the run is under this much input (or its median)
 
 
 @dataclass
@@ -107,15 +109,17 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
         listener = AlertListener(settings.bootstrap, names.alerts, bs.PARTITIONS,
                                  wanted=lambda contact: contact.startswith(probe_prefix))
         listener.start_positioned()
-        publisher = Publisher(settings.bootstrap, names.inputs, contacts, rate, intent_share=0.0,
-                              slice_seconds=0.01, probe_interval=PROBE_INTERVAL, probe_prefix=probe_prefix,
-                              linger_ms=0, batch_bytes=settings.broker.producer_batch_bytes, prefix="s", seed=12)
         intervals: list[Interval] = []
+        started = time.perf_counter()
+        publisher: Publisher | None = None
         try:
+            publisher = Publisher(settings.bootstrap, names.inputs, contacts, rate, intent_share=0.0,
+                                  slice_seconds=0.01, probe_interval=PROBE_INTERVAL, probe_prefix=probe_prefix,
+                                  linger_ms=0, batch_bytes=settings.broker.producer_batch_bytes, prefix="s", seed=12)
             publisher.start()
             while publisher.started_at is None and publisher.is_alive():
                 time.sleep(0.001)
-            started = publisher.started_at or time.perf_counter()
+            started = publisher.started_at or started
             seen: set[str] = set()
             last = {"at": started, "published": 0, "worker": cpu_seconds(process.pid),
                     "broker": cpu_seconds(broker_pid), "own": time.process_time()}
@@ -133,19 +137,37 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
                 intervals.append(interval)
                 print(_line(interval), flush=True)
                 tick += 1
+            _stop(publisher)
+            until = time.perf_counter() + drain
+            while time.perf_counter() < until and not set(publisher.probes) <= set(listener.received):
+                time.sleep(0.05)
+        except BaseException:
+            if publisher is not None and intervals:  # keep what was sampled (Ctrl-C, a failure)
+                _stop(publisher)
+                write_plot(_result(rate, contacts, seconds, intervals, publisher, listener, started, plot))
+                print(f"(h) stopped early; the intervals so far are in {plot}", flush=True)
+            raise
         finally:
-            publisher.stopping.set()
-            if publisher.is_alive():
-                publisher.join(30)
-        load_seconds = (publisher.stopped_at or time.perf_counter()) - started
-        until = time.perf_counter() + drain
-        while time.perf_counter() < until and not set(publisher.probes) <= set(listener.received):
-            time.sleep(0.05)
-        listener.stop()
-    result = Steady(rate, contacts, seconds, intervals, dict(publisher.probes), dict(listener.received), started,
-                    load_seconds, publisher.published, publisher.behind, plot)
+            if publisher is not None:
+                _stop(publisher)
+            listener.stop()
+    assert publisher is not None
+    result = _result(rate, contacts, seconds, intervals, publisher, listener, started, plot)
     write_plot(result)
     return result
+
+
+def _stop(publisher: Publisher) -> None:
+    publisher.stopping.set()
+    if publisher.is_alive():
+        publisher.join(30)
+
+
+def _result(rate: float, contacts: int, seconds: float, intervals: list[Interval], publisher: Publisher,
+            listener: AlertListener, started: float, plot: Path) -> Steady:
+    load_seconds = (publisher.stopped_at or time.perf_counter()) - started
+    return Steady(rate, contacts, seconds, intervals, dict(publisher.probes), dict(listener.received), started,
+                  load_seconds, publisher.published, publisher.behind, plot)
 
 
 def _sample(settings: Settings, publisher: Publisher, listener: AlertListener, seen: set[str],
@@ -225,8 +247,9 @@ def summary(result: Steady) -> list[str]:
             ys = [float(getattr(i, key)) for i in result.intervals]
             slope = slope_per_minute(xs, ys)
             rise = slope * (xs[-1] - xs[0]) / 60
-            # flat: the fitted change over the run is under a tenth of a second of input (min 50)
-            limit = max(result.rate * FLAT_SECONDS, 50.0)
+            # flat: the fitted change over the run is within the lag's typical level (its median: a
+            # batch or two in flight) or a tenth of a second of input, whichever is larger (min 50)
+            limit = max(result.rate * FLAT_SECONDS, statistics.median(ys), 50.0)
             verdict = "flat" if abs(rise) < limit else "GROWING" if rise > 0 else "shrinking"
             rows.append(f"    {label:<21}: {getattr(first, key):,.0f} at {first.seconds:.0f} s -> "
                         f"{getattr(end, key):,.0f} at {end.seconds:.0f} s; least-squares slope {slope:+,.1f} "
