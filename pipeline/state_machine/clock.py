@@ -21,6 +21,18 @@ def days(n: float) -> int:
 
 def to_rfc3339(micros: int) -> str:
     """Format a time as RFC 3339 in UTC with a ``Z`` suffix (microseconds only when non-zero)."""
+    text = _FORMATTED.get(micros)
+    if text is None:
+        if len(_FORMATTED) >= 8192:  # a bounded memo: one event's time is formatted several times
+            _FORMATTED.clear()
+        text = _FORMATTED[micros] = _format(micros)
+    return text
+
+
+_FORMATTED: dict[int, str] = {}
+
+
+def _format(micros: int) -> str:
     day, rest = divmod(micros, MICROS_PER_DAY)
     seconds, fraction = divmod(rest, MICROS_PER_SECOND)
     hours, seconds = divmod(seconds, 3600)

@@ -11,6 +11,7 @@ No I/O, no clock, no randomness: the same inputs always give the same outputs, i
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, NamedTuple
 
 import msgspec
@@ -22,7 +23,7 @@ from pipeline.state_machine.events import BANT_CRITERIA, LEAD_CONTACTED, LEAD_QU
 from pipeline.state_machine.model import Advance, Model, Regress, all_match
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 from pipeline.state_machine.segments import evaluate, measures, segment_deadline, value_changes
-from pipeline.state_machine.state import ContactState, has_seen, new_contact, remember
+from pipeline.state_machine.state import ContactState, OrderMemo, ScoreMemo, has_seen, new_contact, remember
 
 _replace = msgspec.structs.replace
 _UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
@@ -317,13 +318,13 @@ def _apply_orders(model: Model, state: ContactState, event: Event, at: int) -> _
     order_id = props.get("order_id")
     if not isinstance(order_id, str):
         return _OrderEffect({}, False, False)
-    known = next((memo for memo in state.orders if memo[0] == order_id), None)
+    known = next((memo for memo in state.orders if memo.order_id == order_id), None)
     if event.event_type == model.order_completed:
         if known is not None:  # the shop reported the same order again: it changes nothing
             return _OrderEffect({}, False, True)
         tier = props.get("tier")
         tier = tier if isinstance(tier, str) else ""
-        orders = (*state.orders, (order_id, tier, False))[-model.order_memory :]
+        orders = (*state.orders, OrderMemo(order_id, sys.intern(tier), False))[-model.order_memory :]
         changes: dict[str, Any] = {"orders": orders}
         first_core = False
         if tier == model.counted_tier:
@@ -332,11 +333,11 @@ def _apply_orders(model: Model, state: ContactState, event: Event, at: int) -> _
             changes["first_core_order_at"] = at if first_core else min(at, state.first_core_order_at or at)
             changes["last_core_order_at"] = max(at, state.last_core_order_at or at)
         return _OrderEffect(changes, first_core, False)
-    if known is None or known[2]:  # unknown or already refunded order: nothing to undo
+    if known is None or known.refunded:  # unknown or already refunded order: nothing to undo
         return _OrderEffect({}, False, False)
-    orders = tuple((o, t, True) if o == order_id else (o, t, r) for o, t, r in state.orders)
+    orders = tuple(OrderMemo(o.order_id, o.tier, True) if o.order_id == order_id else o for o in state.orders)
     changes = {"orders": orders}
-    if known[1] == model.counted_tier:
+    if known.tier == model.counted_tier:
         changes["core_orders"] = max(0, state.core_orders - 1)
     return _OrderEffect(changes, False, False)
 
@@ -422,7 +423,7 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
     changes["score_at"] = max(now, state.score_at)
     changes["band"] = band
     if points:
-        memo = (event.event_id, event_type, points)
+        memo = ScoreMemo(event.event_id, event_type, points)
         changes["scoring_events"] = (*state.scoring_events, memo)[-model.alert_max_reasons :]
     state = _replace(state, **changes)
     if band != old_band:
@@ -587,7 +588,10 @@ def _became_hot(model: Model, state: ContactState, trigger: str, at: int) -> Ale
         score=round(state.score, 3),
         occurred_at=to_rfc3339(at),
         respond_by=to_rfc3339(at + model.respond_within),
-        reasons=tuple(AlertReason(e, t, p) for e, t, p in state.scoring_events[-model.alert_max_reasons :]),
+        reasons=tuple(
+            AlertReason(memo.event_id, memo.event_type, memo.points)
+            for memo in state.scoring_events[-model.alert_max_reasons :]
+        ),
         first_touch=first_touch(state),
         model=model.label,
     )

@@ -288,19 +288,19 @@ def _merged_value(known: ContactState, anon: ContactState, model: Model) -> Cont
     """The value-segment measures of both histories as one customer's: revenue and order counts
     added (an order id on both sides counted once), the latest order, the order and negative-signal
     memories combined in time order within their limits."""
-    memos = {memo[0]: memo for memo in anon.value_orders}
-    shared = [memos[memo[0]] for memo in known.value_orders if memo[0] in memos]
-    memos.update({memo[0]: memo for memo in known.value_orders})
+    memos = {memo.order_id: memo for memo in anon.value_orders}
+    shared = [memos[memo.order_id] for memo in known.value_orders if memo.order_id in memos]
+    memos.update({memo.order_id: memo for memo in known.value_orders})
     segments = model.segments
     signal_memory = segments.signal_memory if segments is not None else len(known.signals) + len(anon.signals)
     return _replace(
         known,
-        revenue=known.revenue + anon.revenue - sum(memo[2] for memo in shared if not memo[4]),
+        revenue=known.revenue + anon.revenue - sum(memo.net for memo in shared if not memo.foreign),
         order_count=known.order_count + anon.order_count - len(shared),
-        promo_orders=known.promo_orders + anon.promo_orders - sum(1 for memo in shared if memo[3]),
-        foreign_orders=known.foreign_orders + anon.foreign_orders - sum(1 for memo in shared if memo[4]),
+        promo_orders=known.promo_orders + anon.promo_orders - sum(1 for memo in shared if memo.promotional),
+        foreign_orders=known.foreign_orders + anon.foreign_orders - sum(1 for memo in shared if memo.foreign),
         last_order_at=_latest(known.last_order_at, anon.last_order_at),
-        value_orders=tuple(sorted(memos.values(), key=lambda memo: (memo[1], memo[0])))[-model.order_memory :],
+        value_orders=tuple(sorted(memos.values(), key=lambda memo: (memo.at, memo.order_id)))[-model.order_memory :],
         signals=tuple(sorted((*known.signals, *anon.signals)))[-signal_memory:],
     )
 
@@ -310,19 +310,20 @@ def _merge_orders(
 ) -> tuple[tuple[OrderMemo, ...], int]:
     """Both order memories (anonymous first: usually older), each order id once, refunded when
     either side refunded it; and how many counted-tier orders the two counts share."""
-    by_id = {memo[0]: memo for memo in anon}
+    by_id = {memo.order_id: memo for memo in anon}
     doubled = 0
     combined = list(known)
-    for i, (order_id, tier, refunded) in enumerate(known):
+    for i, memo in enumerate(known):
+        order_id, tier, refunded = memo.order_id, memo.tier, memo.refunded
         other = by_id.pop(order_id, None)
         if other is None:
             continue
         counted = model.counted_tier
-        on_each = (tier == counted and not refunded) + (other[1] == counted and not other[2])
-        once = (tier == counted or other[1] == counted) and not (refunded or other[2])
+        on_each = (tier == counted and not refunded) + (other.tier == counted and not other.refunded)
+        once = (tier == counted or other.tier == counted) and not (refunded or other.refunded)
         doubled += on_each - once
-        combined[i] = (order_id, tier, refunded or other[2])
-    extra = [memo for memo in anon if memo[0] in by_id]
+        combined[i] = OrderMemo(order_id, tier, refunded or other.refunded)
+    extra = [memo for memo in anon if memo.order_id in by_id]
     return tuple([*extra, *combined][-model.order_memory :]), doubled
 
 

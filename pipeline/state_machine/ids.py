@@ -15,11 +15,17 @@ NAMESPACE = uuid.UUID("6f1c3e0a-8b4d-5d2e-9a47-1e6b2c9d7f30")
 _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
+_SEEDED = hashlib.sha1(_NAMESPACE_BYTES)  # copied per id: the namespace is hashed once
+#: RFC 4122 variant bits 10xx: the 17th hex digit of the hash, mapped to 8, 9, a or b.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def uuid5(name: str) -> str:
     """``str(uuid.uuid5(NAMESPACE, name))``, computed without building a UUID object (hot path)."""
-    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8", "surrogatepass")).hexdigest()
-    variant = "89ab"[int(h[16], 16) & 3]  # RFC 4122 variant bits 10xx
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    hasher = _SEEDED.copy()
+    hasher.update(name.encode("utf-8", "surrogatepass"))
+    h = hasher.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def transition_id(contact: str, trigger: str, kind: str, from_: str, to: str) -> str:

@@ -201,6 +201,15 @@ class LifecycleProcessor:
         """Fire what is due by the event's time, then apply the event and any referral credit."""
         outcome = Outcome()
         self._fire_before(event.occurred_at, outcome)
+        if event.identified and not event.anonymous_id:  # the common case: no identity to resolve
+            state = self.states.get(event.contact)
+            if state is None or state.awaiting is None:
+                decision = decide(state, event, self.model)
+                if decision.duplicate or decision.referrals or event.event_type == REFERRAL_CONVERTED:
+                    return self._follow(decision, outcome, event)
+                outcome.applied = 1
+                self._record(decision, outcome)
+                return outcome
         return self._follow(self._decide(event, outcome), outcome, event)
 
     def apply_claimed(self, link: ClaimedLink) -> Outcome:
@@ -339,8 +348,11 @@ class LifecycleProcessor:
 
     def _record(self, decision: Decision, outcome: Outcome) -> None:
         state = decision.state
-        self.states[state.contact] = state
-        self.deadlines.set(state.contact, state.due)
+        contact = state.contact
+        self.states[contact] = state
+        deadlines = self.deadlines
+        if deadlines.get(contact) != state.due:
+            deadlines.set(contact, state.due)
         if decision.transitions:
             outcome.transitions.extend(decision.transitions)
         if decision.alerts:

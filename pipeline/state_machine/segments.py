@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.state_machine.clock import MICROS_PER_DAY
 from pipeline.state_machine.events import Event
 from pipeline.state_machine.model import Model, Segments, all_match
-from pipeline.state_machine.state import ContactState
+from pipeline.state_machine.state import ContactState, ValueMemo
 
 
 def is_promotional(properties: dict[str, Any]) -> bool:
@@ -50,12 +50,12 @@ def value_changes(model: Model, segments: Segments, state: ContactState, event: 
     event_type = event.event_type
     order_id = props.get("order_id")
     if event_type == model.order_completed and isinstance(order_id, str):
-        if not any(memo[0] == order_id for memo in state.value_orders):
+        if not any(memo.order_id == order_id for memo in state.value_orders):
             amount = props.get("amount")
             foreign = props.get("currency") != segments.currency
             net = float(amount) if not foreign and isinstance(amount, int | float) else 0.0
             promo = is_promotional(props)
-            memo = (order_id, at, net, promo, foreign)
+            memo = ValueMemo(order_id, at, net, promo, foreign)
             changes["value_orders"] = (*state.value_orders, memo)[-model.order_memory :]
             changes["order_count"] = state.order_count + 1
             changes["revenue"] = state.revenue + net
@@ -67,11 +67,12 @@ def value_changes(model: Model, segments: Segments, state: ContactState, event: 
     elif event_type == model.order_refunded and isinstance(order_id, str):
         amount = props.get("amount")
         refund = float(amount) if isinstance(amount, int | float) else 0.0
-        for i, (memo_id, memo_at, net, promo, foreign) in enumerate(state.value_orders):
-            if memo_id == order_id and net > 0 and refund > 0:
+        for i, memo in enumerate(state.value_orders):
+            net = memo.net
+            if memo.order_id == order_id and net > 0 and refund > 0:
                 taken = min(refund, net)  # never more than what the order still brings
                 orders = list(state.value_orders)
-                orders[i] = (memo_id, memo_at, net - taken, promo, foreign)
+                orders[i] = ValueMemo(memo.order_id, memo.at, net - taken, memo.promotional, memo.foreign)
                 changes["value_orders"] = tuple(orders)
                 changes["revenue"] = max(0.0, state.revenue - taken)
                 break
@@ -85,16 +86,16 @@ def measures(state: ContactState, segments: Segments, now: int) -> dict[str, Any
     recent_from = now - segments.recent_window
     recent_revenue = 0.0
     recent_orders = 0
-    for _, at, net, _, _ in state.value_orders:
-        if at > recent_from:
-            recent_revenue += net
+    for memo in state.value_orders:
+        if memo.at > recent_from:
+            recent_revenue += memo.net
             recent_orders += 1
     signal_from = now - segments.signal_window
     signals = state.signals
     last_signal = signals[-1] if signals else None
     since_negative = state.order_count
     if last_signal is not None:
-        since_negative = sum(1 for memo in state.value_orders if memo[1] > last_signal)
+        since_negative = sum(1 for memo in state.value_orders if memo.at > last_signal)
     orders = state.order_count
     last = state.last_order_at
     return {
@@ -138,10 +139,33 @@ def segment_deadline(state: ContactState, segments: Segments, now: int) -> int |
         for threshold in segments.day_thresholds:
             crossing = last + round(threshold * MICROS_PER_DAY)
             candidates.update((crossing - 1, crossing, crossing + 1))
-    candidates.update(memo[1] + segments.recent_window for memo in state.value_orders)
+    candidates.update(memo.at + segments.recent_window for memo in state.value_orders)
     candidates.update(t + segments.signal_window for t in state.signals)
     current = state.segment
+    values: dict[str, Any] | None = None
     for at in sorted(t for t in candidates if t > now):
-        if evaluate(segments, current, measures(state, segments, at)) is not None:
+        if values is None:
+            values = measures(state, segments, at)
+        else:
+            _measures_at(values, state, segments, at)
+        if evaluate(segments, current, values) is not None:
             return at
     return None
+
+
+def _measures_at(values: dict[str, Any], state: ContactState, segments: Segments, now: int) -> None:
+    """Move ``values`` (``measures(state, segments, t)`` of some t) to ``now``: only the measures
+    that time alone changes are recomputed, the same way :func:`measures` computes them."""
+    recent_from = now - segments.recent_window
+    recent_revenue = 0.0
+    recent_orders = 0
+    for memo in state.value_orders:
+        if memo.at > recent_from:
+            recent_revenue += memo.net
+            recent_orders += 1
+    signal_from = now - segments.signal_window
+    last = state.last_order_at
+    values["recent_revenue"] = recent_revenue
+    values["recent_orders"] = recent_orders
+    values["days_since_last_order"] = None if last is None else (now - last) / MICROS_PER_DAY
+    values["negative_signals"] = sum(1 for t in state.signals if t > signal_from)

@@ -159,7 +159,7 @@ def test_orders_referrals_counts_and_clocks_combine_as_one_person(
     assert state.core_orders == 2  # o1 and o2, o2 once
     assert (state.first_core_order_at, state.last_core_order_at) == (at(0), at(11))
     assert state.events_applied == 4
-    assert {o[0] for o in state.orders} == {"o1", "o2"}
+    assert {o.order_id for o in state.orders} == {"o1", "o2"}
     p.feed(event("order_refunded", at(21), "c1", order_id="o1", amount=10))  # a refund of the anonymous order
     assert p.state("c1").core_orders == 1
 
