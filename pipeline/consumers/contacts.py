@@ -77,18 +77,29 @@ class UndecodableStateError(ValueError):
 
 
 class StagedStates(MutableMapping[str, ContactState]):
-    """Contact states of one partition: reads through to the table, writes staged until flushed."""
+    """Contact states of one partition: reads through to the table, writes staged until flushed.
+
+    States taken by :meth:`take_staged` stay visible as *in flight* until :meth:`settled` (the
+    batch that changed them committed, so the table holds them): the next batch is computed while
+    the one before it commits (:class:`~pipeline.streaming.unit_of_work.CommitPipeline`)."""
 
     def __init__(self, table: MutableMapping[str, Any], tally: CounterType[tuple[int, int]] | None = None) -> None:
         self.table = table
         self.staged: dict[str, ContactState] = {}
+        self.inflight: dict[str, ContactState] = {}
         # Contacts per (stage, band) of the partition, kept current when staged states are taken
         # (None: not counted); _before keeps the stored state of each contact this batch touched.
         self.tally = tally
         self._before: dict[str, ContactState | None] = {}
 
+    def _lookup(self, key: str) -> ContactState | UndecodableState | None:
+        state = self.inflight.get(key)
+        if state is None:
+            return self.table.get(key)
+        return state
+
     def _stored(self, key: str) -> ContactState | None:
-        state: ContactState | UndecodableState | None = self.table.get(key)
+        state = self._lookup(key)
         if isinstance(state, UndecodableState):
             raise UndecodableStateError(key, state)
         if self.tally is not None and key not in self._before:
@@ -111,7 +122,7 @@ class StagedStates(MutableMapping[str, ContactState]):
 
     def __setitem__(self, key: str, value: ContactState) -> None:
         if self.tally is not None and key not in self.staged and key not in self._before:
-            before = self.table.get(key)
+            before = self._lookup(key)
             self._before[key] = None if isinstance(before, UndecodableState) else before
         self.staged[key] = value
 
@@ -125,7 +136,10 @@ class StagedStates(MutableMapping[str, ContactState]):
         return len(self.table)
 
     def take_staged(self) -> dict[str, ContactState]:
+        """This batch's changed states (once per contact); they stay readable, in flight, until
+        :meth:`settled`."""
         staged, self.staged = self.staged, {}
+        self.inflight.update(staged)
         if self.tally is not None:
             tally, before = self.tally, self._before
             for key, state in staged.items():
@@ -135,6 +149,14 @@ class StagedStates(MutableMapping[str, ContactState]):
                 tally[state.stage, state.band] += 1
             before.clear()
         return staged
+
+    def settled(self, states: dict[str, ContactState]) -> None:
+        """``states`` (taken by :meth:`take_staged`) are in the table now: stop overlaying those a
+        later batch did not change again."""
+        inflight = self.inflight
+        for key, state in states.items():
+            if inflight.get(key) is state:
+                del inflight[key]
 
 
 @dataclass(slots=True)
@@ -204,7 +226,6 @@ class BatchUnit(Protocol):
 
     def bind(self, partition: int) -> None: ...
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None: ...
-    async def outputs_acknowledged(self) -> None: ...
     def stage(self, partition: int, states: dict[str, ContactState]) -> None: ...
     async def commit(self) -> None: ...
 
@@ -259,6 +280,16 @@ class ContactRuntime:
     async def process(self, messages: Sequence[tuple[int, bytes]], unit: BatchUnit) -> None:
         """Process one batch of internal messages ``(partition, value)`` in ``unit``; returns once
         the unit committed (outputs, then states, acknowledged)."""
+        durable = await self.run_batch(messages, unit)
+        await unit.commit()
+        durable()
+
+    async def run_batch(self, messages: Sequence[tuple[int, bytes]], unit: BatchUnit) -> Callable[[], None]:
+        """Apply one batch of internal messages ``(partition, value)``, send its outputs and stage
+        its changed states in ``unit``, without waiting for any acknowledgement. Returns the
+        callback to call once ``unit`` committed: it settles the batch's states (the table holds
+        them) and counts the batch. The next batch may run before that (its reads see this
+        batch's states); units must commit in the order their batches ran."""
         batch = wire.decode_batch(messages)
         if self.settings.metrics:
             self.observe_arrival(batch.partitions.values())
@@ -273,18 +304,23 @@ class ContactRuntime:
             await self.publish_poisoned(unit)
             if self.settings.contact_snapshots:
                 await self.publish_snapshots(runtime.states.staged.values(), unit)
-        await unit.outputs_acknowledged()
-        if self.settings.metrics:
-            metrics.count_processor_batch(
-                time.time_ns() // 1000, batch.received, [inputs.events for inputs in batch.partitions.values()],
-                counts.applied - before[0], counts.duplicates - before[1], counts.late - before[2],
-            )
-            if counts.identity_links != links_before:
-                links = counts.identity_links
-                metrics.count_identity_links({k: n - links_before.get(k, 0) for k, n in links.items()})
-        self.stage_writes(batch.partitions, unit)
-        await unit.commit()
-        counts.batches += 1
+        staged = self.stage_writes(batch.partitions, unit)
+        applied, duplicates, late = counts.applied - before[0], counts.duplicates - before[1], counts.late - before[2]
+        links = {k: n - links_before.get(k, 0) for k, n in counts.identity_links.items()}
+
+        def durable() -> None:
+            counts.batches += 1
+            for states, changed in staged:
+                states.settled(changed)
+            if self.settings.metrics:
+                metrics.count_processor_batch(
+                    time.time_ns() // 1000, batch.received, [inputs.events for inputs in batch.partitions.values()],
+                    applied, duplicates, late,
+                )
+                if any(links.values()):
+                    metrics.count_identity_links(links)
+
+        return durable
 
     def observe_arrival(self, partitions: Iterable[wire.PartitionInput]) -> None:
         """How late this batch's events reached the processor, per source (choosing the allowed
@@ -444,10 +480,18 @@ class ContactRuntime:
             sent += 1
         self.counts.snapshots += sent
 
-    def stage_writes(self, partitions: Iterable[int], unit: BatchUnit) -> None:
-        """Hand each partition's changed states (once per contact) to the unit of work."""
+    def stage_writes(
+        self, partitions: Iterable[int], unit: BatchUnit
+    ) -> list[tuple[StagedStates, dict[str, ContactState]]]:
+        """Hand each partition's changed states (once per contact) to the unit of work; returns
+        them with the partition's states, to settle once the unit committed."""
+        taken = []
         for partition in partitions:
-            unit.stage(partition, self.partitions[partition].states.take_staged())
+            states = self.partitions[partition].states
+            changed = states.take_staged()
+            unit.stage(partition, changed)
+            taken.append((states, changed))
+        return taken
 
 
 class CallbackUnit:

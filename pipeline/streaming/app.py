@@ -10,7 +10,11 @@ by ``app.main()`` (see :mod:`pipeline.cli` ``leadflow worker``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import faust
@@ -25,10 +29,12 @@ from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability, store_check
 from pipeline.streaming.faust_state import ContactStateValue, FaustOutputs, IngestProducer, KafkaChangelog, TableStore
 from pipeline.streaming.faust_tuning import LeadflowTransport
-from pipeline.streaming.unit_of_work import UnitOfWork
+from pipeline.streaming.unit_of_work import CommitPipeline, UnitOfWork
 from pipeline.streaming.worker_handle import Worker
 
 __all__ = ["Worker", "build_worker"]
+
+log = logging.getLogger(__name__)
 
 
 def _faust_settings(settings: Settings) -> dict[str, Any]:
@@ -97,16 +103,26 @@ def build_worker(settings: Settings) -> Worker:
     worker = Worker(app=app, settings=settings, model=model, topics=topics, runtime=runtime, table=table)
     worker.ingest.extend(SourceConsumer(family, settings, IngestProducer(app)) for family in SOURCES)
 
+    commits = CommitPipeline(on_failure=lambda exc: _crash(app, exc))
+
     @app.agent(contact_topic, name="leadflow.contacts")
     async def process_contacts(stream: Any) -> None:
         await changelog.start()  # stopped before the app shuts down (stop_changelog below)
         async for events in stream.take_events(4096, within=settings.reorder_window):
+            # One more reference per event: Faust acks an event when the next batch is taken, but
+            # its offset may be committed only when its batch is durable (the pipeline acks it).
+            for event in events:
+                event.message.incref()
             unit = UnitOfWork(outputs, TableStore(table, events), changelog)
-            await runtime.process([(event.message.partition, event.value) for event in events], unit)
-            # Returning acknowledges the events: Faust commits their offsets only now.
+            durable = await runtime.run_batch([(event.message.partition, event.value) for event in events], unit)
+            # Starts this batch's commit once the previous one is done; the next batch is
+            # computed while it is in flight.
+            await commits.submit(unit.commit, partial(_acknowledge, durable, events))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_changelog(app: faust.App, **kwargs: Any) -> None:
+        with contextlib.suppress(Exception):  # a failed commit already crashed the worker
+            await commits.drain()
         await changelog.stop()
 
     @app.timer(settings.sweep_interval, name="leadflow.sweep")  # type: ignore[untyped-decorator]
@@ -122,6 +138,8 @@ def build_worker(settings: Settings) -> Worker:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        with contextlib.suppress(Exception):  # the table holds every state computed so far
+            await commits.drain()
         runtime.forget([tp.partition for tp in revoked if tp.topic == topics.contact_events])
 
     @app.task  # type: ignore[untyped-decorator]
@@ -138,3 +156,19 @@ def build_worker(settings: Settings) -> Worker:
 
     observability.install(worker)  # /readyz (with a broker probe) and /metrics
     return worker
+
+
+def _acknowledge(durable: Callable[[], None], events: Sequence[Any]) -> None:
+    """A batch is durable: settle its states, and ack its events (their offsets may be committed)."""
+    durable()
+    for event in events:
+        event.ack()
+
+
+async def _crash(app: faust.App, exc: BaseException) -> None:
+    """A batch could not be made durable (an acknowledgement failed): nothing after it may be
+    committed, and the in-memory states are ahead of the table. Crash the worker: it restarts from
+    the committed offsets and the changelog, and reprocesses the batch (at-least-once)."""
+    log.critical("a batch's outputs or changelog records were not acknowledged (%s: %s); the worker stops "
+                 "and restarts from its committed offsets", type(exc).__name__, exc)
+    await app.crash(exc)

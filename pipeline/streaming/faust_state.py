@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -137,11 +137,63 @@ class KafkaChangelog:
             if producer is not None:
                 await producer.stop()
 
-    async def append(self, partition: int, key: str, state: ContactState) -> Ack:
+    async def write(
+        self, flush: Sequence[tuple[int, Mapping[str, ContactState]]]
+    ) -> list[tuple[int, list[Awaitable[int]]]]:
+        """Partitions' changed states, each partition's in as few record batches as the profile's
+        ``changelog_batch_bytes`` allows (aiokafka sends one batch per partition per request, so
+        every partition's first batch shares one produce request). With
+        ``changelog_single_record_tail`` the last record of each partition goes alone in a final
+        batch, sent after every partition's other batches: a broker that reports a partition's end
+        offset as its last batch's base offset + 1 (Tansu 0.6) then reports it right after every
+        flush, for two produce round trips per flush. Returns each partition's acks, in order;
+        they resolve to each batch's metadata (``offset``: the batch's first record)."""
+        producer = self._started()
+        tailed = self.settings.broker.changelog_single_record_tail
+        acks: list[tuple[int, list[Awaitable[int]]]] = []
+        tails: list[tuple[int, bytes, bytes, list[Awaitable[int]]]] = []
+        for partition, states in flush:
+            records = [(table_key(key), encode_state(state)) for key, state in states.items()]
+            sent: list[Awaitable[int]] = []
+            acks.append((partition, sent))
+            if not records:
+                continue
+            if tailed:
+                key, value = records.pop()
+                tails.append((partition, key, value, sent))
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+                    sent.append(await self._send_batch(producer, batch, partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a changelog record of {len(value)} bytes does not fit in a batch of "
+                                         f"{self.settings.broker.changelog_batch_bytes} bytes (changelog_batch_bytes)")
+            if batch.record_count():
+                sent.append(await self._send_batch(producer, batch, partition))
+        for partition, key, value, sent in tails:
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+            sent.append(await self._send_batch(producer, batch, partition))
+        return acks
+
+    async def _send_batch(self, producer: Any, batch: Any, partition: int) -> Awaitable[int]:
+        batch.close()
+        records = batch.record_count()
+        ack = await producer.send_batch(batch, self.topic, partition=partition)
+        return _last_offset(ack, records)
+
+    def _started(self) -> Any:
         if self._producer is None:
             raise RuntimeError("the changelog producer is not started (KafkaChangelog.start)")
-        ack: Ack = await self._producer.send(self.topic, encode_state(state), key=table_key(key), partition=partition)
-        return ack
+        return self._producer
+
+
+async def _last_offset(ack: Ack, records: int) -> int:
+    """The offset of a batch's last record, once the batch is acknowledged (its metadata gives
+    the first record's)."""
+    metadata = await ack
+    return int(metadata.offset) + records - 1
 
 
 class FaustOutputs:

@@ -10,6 +10,7 @@ one ``journal`` (in call order), and acknowledgements are futures the test can h
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class InMemoryBroker:
     journal: list[tuple[str, Any]] = field(default_factory=list)  # ("send" | "append" | "put" | "bind", ...)
     refused: dict[str, BaseException] = field(default_factory=dict)  # topic -> error its acks raise
     _pending: list[tuple[Record, asyncio.Future[None]]] = field(default_factory=list)
+    _offsets: dict[int, int] = field(default_factory=dict)  # next changelog offset per partition
 
     def records_sent(self) -> list[Record]:
         """Every output record (not the changelog), in send order."""
@@ -82,11 +84,27 @@ class InMemoryBroker:
         self.journal.append(("send", record))
         return self._ack(record)
 
-    async def append(self, partition: int, key: str, state: ContactState) -> Ack:
-        """The :class:`~pipeline.streaming.unit_of_work.ChangelogWriter` side."""
-        record = Record(self.changelog_topic, key, None, partition, state)
-        self.journal.append(("append", record))
-        return self._ack(record)
+    async def write(
+        self, flush: Sequence[tuple[int, Mapping[str, ContactState]]]
+    ) -> list[tuple[int, list[Awaitable[int]]]]:
+        """The :class:`~pipeline.streaming.unit_of_work.ChangelogWriter` side: one record per state,
+        journaled as ``append``; each ack resolves to the record's offset in its partition."""
+        written: list[tuple[int, list[Awaitable[int]]]] = []
+        for partition, states in flush:
+            acks: list[Awaitable[int]] = []
+            for key, state in states.items():
+                record = Record(self.changelog_topic, key, None, partition, state)
+                self.journal.append(("append", record))
+                offset = self._offsets.get(partition, 0)
+                self._offsets[partition] = offset + 1
+                acks.append(self._offset_when_acked(self._ack(record), offset))
+            written.append((partition, acks))
+        return written
+
+    @staticmethod
+    async def _offset_when_acked(ack: Ack, offset: int) -> int:
+        await ack
+        return offset
 
 
 class InMemoryStore(dict[str, ContactState]):

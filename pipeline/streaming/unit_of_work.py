@@ -2,12 +2,18 @@
 
 A batch of the internal ``contact-events`` topic produces outputs (transitions, alerts, snapshots,
 routed referral credit) and changed contact states. Faust commits the batch's input offsets once
-the agent returns from the batch, so by then everything the batch caused must be durable:
+they are acknowledged, so by then everything the batch caused must be durable:
 
 1. every output is acknowledged by the broker;
 2. only then is each changed state put into the local store (the table) and appended to the
    table's changelog, and every changelog record is acknowledged;
-3. only then is the batch reported complete (:attr:`UnitOfWork.completed`), and the agent returns.
+3. only then is the batch reported complete (:attr:`UnitOfWork.completed`) and its input offsets
+   acknowledged.
+
+The worker overlaps batches (:class:`CommitPipeline`): batch k+1 is computed and its outputs sent
+while batch k's acknowledgements are awaited, and batch k+1 commits only after batch k did. Its
+input offsets are acknowledged only when its own commit is done, so an offset is never committed
+before everything it produced is durable.
 
 A crash or a failed acknowledgement anywhere before 3 raises out of :meth:`UnitOfWork.commit`, so
 the batch is never reported complete and its offsets are not committed: the batch is processed
@@ -22,7 +28,7 @@ aiokafka adapters are in :mod:`pipeline.streaming.faust_state`, in-memory fakes 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pipeline.state_machine import ContactState
@@ -49,21 +55,24 @@ class LocalStore(Protocol):
 
 
 class ChangelogWriter(Protocol):
-    """Appends a contact's state to the table's changelog; returns the record's acknowledgement.
+    """Appends partitions' changed contact states to the table's changelog.
 
-    The record goes to the changelog partition with the same number as the input partition (what
-    table recovery reads back)."""
+    Each state goes to the changelog partition with the same number as the input partition (what
+    table recovery reads back). Returns, per partition, acknowledgements that resolve to the offset
+    of the last record each covers."""
 
-    async def append(self, partition: int, key: str, state: ContactState) -> Ack: ...
+    async def write(
+        self, flush: Sequence[tuple[int, Mapping[str, ContactState]]]
+    ) -> Sequence[tuple[int, Sequence[Awaitable[int]]]]: ...
 
 
 class UnitOfWork:
     """One batch's outputs and state writes; :meth:`commit` makes them durable in order.
 
     The contact processor calls :meth:`bind` before it reads a partition's states, :meth:`send`
-    for each output, :meth:`outputs_acknowledged` when it wants the outputs' acks (e.g. to
-    measure latency), :meth:`stage` with each partition's changed states, and finally
-    :meth:`commit`. A unit of work serves one batch.
+    for each output, :meth:`stage` with each partition's changed states, and finally
+    :meth:`commit` (directly, or through a :class:`CommitPipeline`). A unit of work serves one
+    batch.
     """
 
     def __init__(self, outputs: OutputSender, store: LocalStore, changelog: ChangelogWriter) -> None:
@@ -94,22 +103,67 @@ class UnitOfWork:
             self._staged.append((partition, states))
 
     async def commit(self) -> None:
-        """Outputs acknowledged, then each staged state stored and its changelog record
-        acknowledged, partition by partition; then the batch is complete. Raises (and the batch
-        stays incomplete) when an acknowledgement fails."""
+        """Outputs acknowledged, then each staged state stored and every partition's changelog
+        records written at once and acknowledged; then the batch is complete. Raises (and the
+        batch stays incomplete) when an acknowledgement fails."""
         if self.completed:
             raise RuntimeError("a unit of work commits one batch, once")
         await self.outputs_acknowledged()
         staged, self._staged = self._staged, []
         for partition, states in staged:
             self.store.bind(partition)
-            acks: list[Ack] = []
             for key, state in states.items():
                 self.store.put(key, state)
-                acks.append(await self.changelog.append(partition, key, state))
-            results = await asyncio.gather(*acks)
-            offsets = [offset for offset in (getattr(r, "offset", None) for r in results) if isinstance(offset, int)]
-            checkpoint = getattr(self.store, "checkpoint", None)  # optional: a store that records it
+        written = await self.changelog.write(staged) if staged else []
+        checkpoint = getattr(self.store, "checkpoint", None)  # optional: a store that records it
+        for partition, acks in written:
+            offsets = await asyncio.gather(*acks)
             if offsets and checkpoint is not None:
                 checkpoint(partition, max(offsets))
         self.completed = True
+
+
+class CommitPipeline:
+    """Commits batches in order, one at a time, while the next batch is computed.
+
+    :meth:`submit` starts a batch's commit in a task of its own and returns as soon as the commit
+    before it finished, so batch k+1 is decoded, applied and its outputs sent while batch k's
+    outputs and changelog records are in flight. A commit runs only after the one before it
+    succeeded; ``durable`` (e.g. acknowledging the batch's input offsets) runs only after its own
+    commit succeeded. After a failed commit nothing is committed again: :meth:`submit` raises the
+    failure, ``on_failure`` is called once (the worker crashes and restarts from the committed
+    offsets and its changelog), and the batch and every later one stay unacknowledged."""
+
+    def __init__(self, on_failure: Callable[[BaseException], Awaitable[None]] | None = None) -> None:
+        self.on_failure = on_failure
+        self.failure: BaseException | None = None
+        self._inflight: asyncio.Task[None] | None = None
+
+    async def submit(self, commit: Callable[[], Awaitable[None]], durable: Callable[[], None]) -> None:
+        """Wait for the commit in flight, then start this one (``durable`` runs once it is done)."""
+        await self.drain()
+        self._inflight = asyncio.ensure_future(self._run(commit, durable))
+
+    async def drain(self) -> None:
+        """Wait for the commit in flight; raises the first failure (now and at every later call)."""
+        inflight = self._inflight
+        if inflight is not None:
+            # asyncio.wait, not await: cancelling the caller (Faust restarts its agents on a
+            # rebalance) must not cancel a commit half-way; it completes (or fails) on its own.
+            await asyncio.wait([inflight])
+            if self._inflight is inflight:
+                self._inflight = None
+        if self.failure is not None:
+            raise self.failure
+
+    async def _run(self, commit: Callable[[], Awaitable[None]], durable: Callable[[], None]) -> None:
+        try:
+            await commit()
+        except BaseException as exc:
+            self.failure = exc
+            if self.on_failure is not None:
+                await self.on_failure(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        durable()

@@ -26,9 +26,11 @@ def test_profiles_by_name() -> None:
 def test_profile_values_unchanged() -> None:
     assert (KAFKA.session_timeout_ms, KAFKA.heartbeat_interval_ms) == (30_000, 3_000)
     assert KAFKA.rebalance_timeout_ms == 60_000
-    assert (KAFKA.fetch_max_wait_ms, KAFKA.replication_factor, KAFKA.changelog_batch_bytes) == (100, 3, 16_384)
+    assert (KAFKA.fetch_max_wait_ms, KAFKA.replication_factor, KAFKA.changelog_batch_bytes) == (100, 3, 524_288)
+    assert not KAFKA.changelog_single_record_tail  # Apache Kafka reports end offsets right
     assert (TANSU.session_timeout_ms, TANSU.heartbeat_interval_ms, TANSU.rebalance_timeout_ms) == (6_000, 1_000, 6_000)
-    assert (TANSU.fetch_max_wait_ms, TANSU.replication_factor, TANSU.changelog_batch_bytes) == (20, 1, 1)
+    assert (TANSU.fetch_max_wait_ms, TANSU.replication_factor, TANSU.changelog_batch_bytes) == (20, 1, 524_288)
+    assert TANSU.changelog_single_record_tail  # its end offset is right only after a one-record batch
     assert KAFKA.producer_idempotence and not TANSU.producer_idempotence
     assert KAFKA.topic_configs and not TANSU.topic_configs
 

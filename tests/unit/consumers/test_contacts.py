@@ -243,6 +243,43 @@ def test_handle_with_callbacks_gives_the_same_bytes_as_the_unit_of_work() -> Non
     assert unit_of_work.runtime.counts == callbacks.runtime.counts
 
 
+def test_the_next_batch_is_computed_on_the_states_of_a_batch_still_committing() -> None:
+    """The worker computes batch k+1 while batch k's acknowledgements are in flight: k+1 reads
+    k's states (not the table's older ones), the table gets them only when k committed, and the
+    overlay is gone once both committed."""
+    p = Processor()
+    p.broker.auto_ack = False
+    partition = partition_for("alice", PARTITIONS)
+
+    def message(*events: Event) -> list[tuple[int, bytes]]:
+        return [(partition, wire.encode(wire.ContactBatch(list(events))))]
+
+    async def scenario() -> None:
+        first, second = in_memory_unit(p.broker, p.store), in_memory_unit(p.broker, p.store)
+        durable_first = await p.runtime.run_batch(message(event("e1", "signup", "alice", 0)), first)
+        durable_second = await p.runtime.run_batch(message(event("e2", "demo_request", "alice", S)), second)
+        states = p.runtime.partitions[partition].states
+        assert p.store == {}  # nothing acknowledged: nothing in the table yet
+        assert states.inflight["alice"].events_applied == 2  # batch 2 applied on top of batch 1
+        commit = asyncio.ensure_future(first.commit())
+        while not commit.done():
+            p.broker.acknowledge()
+            await asyncio.sleep(0)
+        durable_first()
+        assert p.store["alice"].events_applied == 1 and states.inflight["alice"].events_applied == 2
+        commit = asyncio.ensure_future(second.commit())
+        while not commit.done():
+            p.broker.acknowledge()
+            await asyncio.sleep(0)
+        durable_second()
+        assert p.store["alice"].events_applied == 2 and states.inflight == {}
+        assert p.runtime.counts.batches == 2
+
+    asyncio.run(scenario())
+    changelog = [r.state.events_applied for r in p.broker.records(p.broker.changelog_topic) if r.state]
+    assert changelog == [1, 2]
+
+
 # --- poison events (issue 15) -------------------------------------------------------------------
 
 def test_an_event_whose_application_raises_is_dead_lettered_and_the_batch_goes_on(
