@@ -117,15 +117,27 @@ class SourceConsumer:
                 await retry.pause(delay)
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            records = await consumer.getmany(timeout_ms=200, max_records=self.settings.ingest_batch)
-            self.assigned = bool(consumer.assignment())
-            if not records:
-                continue
-            await self.forward(records)
-            offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
-            await consumer.commit(offsets)
-            self.committed.update(offsets)
+        # A poll's offsets are committed once everything it forwarded is acknowledged; the commit
+        # runs while the next poll is forwarded, and is awaited (its error raised) before the next.
+        committing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                records = await consumer.getmany(timeout_ms=200, max_records=self.settings.ingest_batch)
+                self.assigned = bool(consumer.assignment())
+                if not records:
+                    continue
+                await self.forward(records)
+                if committing is not None:
+                    await committing
+                offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
+                committing = asyncio.ensure_future(self._commit(consumer, offsets))
+        finally:
+            if committing is not None and not committing.done():
+                committing.cancel()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        await consumer.commit(offsets)
+        self.committed.update(offsets)
 
     async def lag(self) -> list[tuple[str, int, int]]:
         """``(topic, partition, messages behind)`` for the partitions this consumer is assigned:

@@ -24,6 +24,7 @@ from pipeline.config.topics import CONTACTS_TABLE, TopicNames
 from pipeline.consumers.contacts import ContactRuntime
 from pipeline.consumers.ingest import SourceConsumer
 from pipeline.contracts.internal import SweepTick, encode
+from pipeline.kafka.retry import Retry
 from pipeline.kafka.tools import cluster_id
 from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability, store_check
@@ -101,7 +102,8 @@ def build_worker(settings: Settings) -> Worker:
     outputs, changelog = FaustOutputs(app), KafkaChangelog(settings, table.changelog_topic.get_topic_name())
     runtime = ContactRuntime(model, settings, table, outputs.send)
     worker = Worker(app=app, settings=settings, model=model, topics=topics, runtime=runtime, table=table)
-    worker.ingest.extend(SourceConsumer(family, settings, IngestProducer(app)) for family in SOURCES)
+    ingest_producer = IngestProducer(settings)
+    worker.ingest.extend(SourceConsumer(family, settings, ingest_producer) for family in SOURCES)
 
     commits = CommitPipeline(on_failure=lambda exc: _crash(app, exc))
 
@@ -124,6 +126,7 @@ def build_worker(settings: Settings) -> Worker:
         with contextlib.suppress(Exception):  # a failed commit already crashed the worker
             await commits.drain()
         await changelog.stop()
+        await ingest_producer.stop()
 
     @app.timer(settings.sweep_interval, name="leadflow.sweep")  # type: ignore[untyped-decorator]
     async def sweep() -> None:
@@ -144,6 +147,14 @@ def build_worker(settings: Settings) -> Worker:
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:
+        retry = Retry()
+        while not ingest_producer.started:  # stopped before the app shuts down (stop_changelog above)
+            try:
+                await ingest_producer.start()
+            except Exception as exc:
+                delay = retry.failed()
+                log.warning("ingest producer: cannot start (%s); retrying in %.1fs", exc, delay)
+                await retry.pause(delay)
         await asyncio.gather(*(consumer.run() for consumer in worker.ingest))
 
     @app.page("/healthz")

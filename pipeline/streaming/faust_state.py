@@ -10,7 +10,8 @@
   progress), so offsets could be committed before the state they cover: we send the changelog
   records ourselves and the unit of work awaits their acks. The broker profile's
   ``changelog_batch_bytes`` sizes the producer's batches (Tansu: one record per batch).
-* :class:`FaustOutputs` / :class:`IngestProducer`: sends over the Faust app's producer.
+* :class:`FaustOutputs`: outputs over the Faust app's producer; :class:`IngestProducer`: the
+  ingest consumers' producer, of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from faust.types import TP
 
 from pipeline.config.settings import Settings
 from pipeline.consumers.contacts import UndecodableState
+from pipeline.kafka.options import producer_options
 from pipeline.state_machine import ContactState, decode_state, encode_state
 from pipeline.streaming.unit_of_work import Ack
 
@@ -96,29 +98,19 @@ class TableStore:
 ProducerFactory = Callable[..., Any]
 
 
-class KafkaChangelog:
-    """Writes contact states to the table's changelog topic with a producer of its own.
+class OwnedProducer:
+    """An aiokafka producer of the worker's own, beside the Faust app's: :meth:`start` before the
+    first send (idempotent), :meth:`stop` at shutdown. ``producer_factory`` builds the producer
+    (aiokafka's by default; tests pass a fake)."""
 
-    :meth:`start` before the first :meth:`append` (idempotent), :meth:`stop` at shutdown.
-    ``producer_factory`` builds the producer (aiokafka's by default; tests pass a fake)."""
-
-    def __init__(self, settings: Settings, topic: str, producer_factory: ProducerFactory = AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, producer_factory: ProducerFactory = AIOKafkaProducer) -> None:
         self.settings = settings
-        self.topic = topic
         self.producer_factory = producer_factory
         self._producer: Any = None
         self._lock = asyncio.Lock()
 
     def producer_config(self) -> dict[str, Any]:
-        """Every record acknowledged by all in-sync replicas; batches as the broker profile says."""
-        return {
-            "bootstrap_servers": self.settings.bootstrap,
-            "acks": "all",
-            "linger_ms": 1,
-            "max_batch_size": self.settings.broker.changelog_batch_bytes,
-            "client_id": f"{self.settings.app_id}-changelog",
-            **self.settings.security.aiokafka(),
-        }
+        raise NotImplementedError
 
     @property
     def started(self) -> bool:
@@ -136,6 +128,26 @@ class KafkaChangelog:
             producer, self._producer = self._producer, None
             if producer is not None:
                 await producer.stop()
+
+    def _started(self) -> Any:
+        if self._producer is None:
+            raise RuntimeError(f"the producer is not started ({type(self).__name__}.start)")
+        return self._producer
+
+
+class KafkaChangelog(OwnedProducer):
+    """Writes contact states to the table's changelog topic with a producer of its own."""
+
+    def __init__(self, settings: Settings, topic: str, producer_factory: ProducerFactory = AIOKafkaProducer) -> None:
+        super().__init__(settings, producer_factory)
+        self.topic = topic
+
+    def producer_config(self) -> dict[str, Any]:
+        """Every record acknowledged by all in-sync replicas; batches as the broker profile says."""
+        return producer_options(
+            self.settings, f"{self.settings.app_id}-changelog", linger_ms=1,
+            max_batch_size=self.settings.broker.changelog_batch_bytes,
+        )
 
     async def write(
         self, flush: Sequence[tuple[int, Mapping[str, ContactState]]]
@@ -183,11 +195,6 @@ class KafkaChangelog:
         ack = await producer.send_batch(batch, self.topic, partition=partition)
         return _last_offset(ack, records)
 
-    def _started(self) -> Any:
-        if self._producer is None:
-            raise RuntimeError("the changelog producer is not started (KafkaChangelog.start)")
-        return self._producer
-
 
 async def _last_offset(ack: Ack, records: int) -> int:
     """The offset of a batch's last record, once the batch is acknowledged (its metadata gives
@@ -207,12 +214,18 @@ class FaustOutputs:
         return ack
 
 
-class IngestProducer:
-    """The aiokafka-style ``send(topic, value, key=, partition=)`` the ingest consumers use,
-    over the Faust app's producer (one producer per worker)."""
+class IngestProducer(OwnedProducer):
+    """The producer the ingest consumers forward with (``send(topic, value, key=, partition=)``),
+    of its own: its requests do not queue behind the outputs' on the Faust producer's connection,
+    and its batches hold a whole forwarded message (up to 500 events: ``consumers.ingest.CHUNK``)."""
 
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
+    def producer_config(self) -> dict[str, Any]:
+        return producer_options(self.settings, f"{self.settings.app_id}-ingest", linger_ms=1,
+                                max_batch_size=INGEST_BATCH_BYTES)
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> Any:
-        return await self.app.producer.send(topic, key, value, partition, None, None)
+        return await self._started().send(topic, value, key=key, partition=partition)
+
+
+#: Record batch size of the ingest producer: under the broker's default message.max.bytes (1 MiB).
+INGEST_BATCH_BYTES = 1_000_000

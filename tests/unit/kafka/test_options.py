@@ -31,7 +31,7 @@ def test_consumer_options_extras_and_start_position() -> None:
 
 def test_producer_options() -> None:
     kafka, tansu = from_env({}), from_env({}, profile="tansu")
-    assert producer_options(kafka) == {"bootstrap_servers": "localhost:9092", "acks": "all", "max_batch_size": 16_384}
+    assert producer_options(kafka) == {"bootstrap_servers": "localhost:9092", "acks": "all", "max_batch_size": 524_288}
     assert producer_options(kafka, "c", idempotent=True, linger_ms=5)["enable_idempotence"] is True
     options = producer_options(tansu, "c", idempotent=True, linger_ms=5)
     assert (options["client_id"], options["enable_idempotence"], options["linger_ms"]) == ("c", False, 5)
