@@ -127,21 +127,22 @@ def _transition(
 ) -> Transition:
     if key is None:
         key = trigger if trigger is not None else ids.deadline_trigger(at)
-    return Transition(
-        transition_id=ids.transition_id(state.contact, key, kind, from_, to),
-        contact_id=state.contact,
-        kind=kind,
-        from_=from_,
-        to=to,
-        direction="advance" if advance else "regress",
-        reason=reason,
-        skipped=skipped,
-        trigger_event_id=trigger,
-        occurred_at=to_rfc3339(at),
-        stage=model.stages[state.stage],
-        temperature=model.bands[state.band].name,
-        score=round(state.score, 3),
-        model=model.label,
+    return Transition(  # positional (faster): transition_id, contact_id, kind, from, to, direction,
+        # reason, skipped, trigger_event_id, occurred_at, stage, temperature, score, model
+        ids.transition_id(state.contact, key, kind, from_, to),
+        state.contact,
+        kind,
+        from_,
+        to,
+        "advance" if advance else "regress",
+        reason,
+        skipped,
+        trigger,
+        to_rfc3339(at),
+        model.stages[state.stage],
+        model.bands[state.band].name,
+        round(state.score, 3),
+        model.label,
     )
 
 
@@ -230,7 +231,7 @@ def expire(state: ContactState, now: int, model: Model) -> Decision:
     while True:
         deadline = next_deadline(state, model)
         if deadline is None or deadline.at > now:
-            break
+            break  # ``deadline`` is the next one: what _with_due would compute
         at = deadline.at
         if deadline.overdue:
             state = _replace(state, overdue_fired=True, clock=max(state.clock, at))
@@ -253,7 +254,10 @@ def expire(state: ContactState, now: int, model: Model) -> Decision:
             old = state.stage
             state = _replace(state, stage=rule.to, stage_entered_at=at, clock=max(state.clock, at))
             transitions.append(_stage_transition(model, state, old, rule.reason, None, at))
-    return Decision(_with_due(state, model), transitions, alerts, [], False)
+    due = None if deadline is None else deadline.at
+    if due != state.due:
+        state = _replace(state, due=due)
+    return Decision(state, transitions, alerts, [], False)
 
 
 def _first_touch(event: Event) -> tuple[str | None, str | None, str | None, str | None]:

@@ -283,8 +283,11 @@ class Model:
     timed_by_stage: Mapping[int, tuple[Regress, ...]] = field(default_factory=dict, compare=False)
     instant_by_event: Mapping[str, InstantBand] = field(default_factory=dict, compare=False)
     flat_points: Mapping[str, float] = field(default_factory=dict, compare=False)  # types without `where`
+    #: How transitions name the model: ``name@version``.
+    label: str = field(default="", init=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.name}@{self.version}")
         by_event: dict[str, list[Advance]] = {}
         for rule in self.advances:
             for event_type in rule.on:
@@ -323,10 +326,6 @@ class Model:
             {t: rules[0].points for t, rules in self.points.items() if len(rules) == 1 and not rules[0].where},
         )
 
-    @property
-    def label(self) -> str:
-        """How transitions name the model: ``name@version``."""
-        return f"{self.name}@{self.version}"
 
     def stage_index(self, name: str) -> int:
         return self.stages.index(name)
