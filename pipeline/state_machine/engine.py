@@ -23,7 +23,15 @@ from pipeline.state_machine.events import BANT_CRITERIA, LEAD_CONTACTED, LEAD_QU
 from pipeline.state_machine.model import Advance, Model, Regress, all_match
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 from pipeline.state_machine.segments import evaluate, measures, segment_deadline, value_changes
-from pipeline.state_machine.state import ContactState, OrderMemo, ScoreMemo, has_seen, new_contact, remember
+from pipeline.state_machine.state import (
+    ContactState,
+    OrderMemo,
+    ScoreMemo,
+    has_seen,
+    new_contact,
+    remember,
+    shared_touch,
+)
 
 _replace = msgspec.structs.replace
 _UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
@@ -379,7 +387,7 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
         last = state.last_engagement_at
         changes["last_engagement_at"] = at if last is None else max(at, last)
     if state.first_touch is None:
-        changes["first_touch"] = _first_touch(event)
+        changes["first_touch"] = shared_touch(_first_touch(event))
         changes["first_seen_at"] = at
     if state.referred_by is None and event.referred_by and event.referred_by != state.contact:
         changes["referred_by"] = event.referred_by
@@ -427,7 +435,7 @@ def decide(state: ContactState | None, event: Event, model: Model) -> Decision:
     changes["score_at"] = max(now, state.score_at)
     changes["band"] = band
     if points:
-        memo = ScoreMemo(event.event_id, event_type, points)
+        memo = ScoreMemo(event.event_id, sys.intern(event_type), points)  # one 'page_view' for all
         changes["scoring_events"] = (*state.scoring_events, memo)[-model.alert_max_reasons :]
     state = _replace(state, **changes)
     if band != old_band:

@@ -186,21 +186,30 @@ class LifecycleProcessor:
         outcome = Outcome() if outcome is None else outcome
         if self.clock is None or now > self.clock:
             self.clock = now
-        for _, contact in self.deadlines.pop_due(now):
-            state = self.states.get(contact)
+        states, model, deadlines = self.states, self.model, self.deadlines
+        for _, contact in deadlines.pop_due(now):
+            state = states.get(contact)
             if state is None or state.awaiting is not None:
                 continue
-            expired = expire(state, now, self.model)
-            self.states[contact] = expired.state
-            outcome.transitions.extend(expired.transitions)
-            outcome.alerts.extend(expired.alerts)
-            self.track(expired.state)
+            expired = expire(state, now, model)
+            state = states[contact] = expired.state
+            if expired.transitions:
+                outcome.transitions.extend(expired.transitions)
+            if expired.alerts:
+                outcome.alerts.extend(expired.alerts)
+            if state.due is not None:  # track(): a popped contact has no deadline left to clear
+                deadlines.set(contact, state.due)
         return outcome
 
     def apply(self, event: Event) -> Outcome:
         """Fire what is due by the event's time, then apply the event and any referral credit."""
         outcome = Outcome()
-        self._fire_before(event.occurred_at, outcome)
+        at = event.occurred_at
+        if self.fire_on_event and (self.clock is None or at > self.clock):  # _fire_before, inline
+            earliest = self.deadlines.earliest()
+            if earliest is not None and earliest <= at:
+                self.advance_to(at, outcome)
+            self.clock = at
         if event.identified and not event.anonymous_id:  # the common case: no identity to resolve
             state = self.states.get(event.contact)
             if state is None or state.awaiting is None:
