@@ -159,9 +159,11 @@ def _band_transition(
 ) -> Transition:
     new = state.band
     lo, hi = (old, new) if new > old else (new, old)
-    skipped = tuple(model.bands[i].name for i in range(lo + 1, hi))
-    if new < old:
-        skipped = skipped[::-1]
+    skipped: tuple[str, ...] = ()
+    if hi - lo > 1:  # a band jumped over (rare)
+        skipped = tuple(model.bands[i].name for i in range(lo + 1, hi))
+        if new < old:
+            skipped = skipped[::-1]
     return _transition(
         model, state, "temperature", model.bands[old].name, model.bands[new].name, new > old,
         reason, skipped, trigger, at, key,
