@@ -16,6 +16,7 @@ so the processor forwards the id's later events to ``merged_into``.
 
 from __future__ import annotations
 
+import operator
 import sys
 
 import msgspec
@@ -157,9 +158,10 @@ def decode_state(data: bytes) -> ContactState:
     return compact(_DECODER.decode(data))
 
 
-#: The integer time fields of a state (microseconds): equal times share one object after decoding.
+#: The integer time fields of a state (microseconds): equal times share one object after decoding
+#: (the clock is usually also the score's time, the last event's and the last engagement's).
 _TIME_FIELDS = (
-    "score_at", "clock", "stage_entered_at", "last_event_at", "last_engagement_at", "first_core_order_at",
+    "clock", "score_at", "stage_entered_at", "last_event_at", "last_engagement_at", "first_core_order_at",
     "last_core_order_at", "last_referral_at", "due", "first_seen_at", "alert_at", "respond_by", "answered_at",
     "escalate_at", "last_order_at", "segment_due",
 )
@@ -170,45 +172,45 @@ def compact(state: ContactState) -> ContactState:
     same bytes): a decoded state holds a new object for every value, so the same time in five
     fields, an order id in both order memories, and event types, sources, tiers and utm values
     that thousands of contacts repeat take memory many times. Strings from a small vocabulary are
-    interned (``sys.intern``); times, order ids and non-zero floats are shared within the state."""
-    ints: dict[int, int] = {}
-    strings: dict[str, str] = {}
-    floats: dict[float, float] = {}
+    interned (``sys.intern``), point values and first touches shared by every state; times and
+    order ids are shared within the state (a zero point value is kept as it is: never 0.0 for -0.0)."""
     changes: dict[str, object] = {}
-    for name in _TIME_FIELDS:
-        value = getattr(state, name)
-        if value is not None and value not in _SMALL_INTS:
-            changes[name] = ints.setdefault(value, value)
-    if state.score:
-        changes["score"] = floats.setdefault(state.score, state.score)
-    if state.revenue:
-        changes["revenue"] = floats.setdefault(state.revenue, state.revenue)
+    ints: dict[int, int] = {}
+    for name, value in zip(_TIME_FIELDS, _times_of(state), strict=True):
+        if value is not None:
+            shared = ints.setdefault(value, value)
+            if shared is not value:
+                changes[name] = shared
     touch = state.first_touch
     if touch is not None:
         changes["first_touch"] = shared_touch(touch)
     if state.scoring_events:
-        changes["scoring_events"] = tuple(
-            ScoreMemo(memo.event_id, _intern(memo.event_type), _shared_points(memo.points))
+        if len(_POINTS) >= _MEMO_LIMIT:
+            _POINTS.clear()
+        changes["scoring_events"] = tuple([
+            ScoreMemo(memo.event_id, _intern(memo.event_type),
+                      _POINTS.setdefault(memo.points, memo.points) if memo.points else memo.points)
             for memo in state.scoring_events
-        )
+        ])
+    strings: dict[str, str] = {}
     if state.orders:
-        changes["orders"] = tuple(
+        changes["orders"] = tuple([
             OrderMemo(strings.setdefault(memo.order_id, memo.order_id), _intern(memo.tier), memo.refunded)
             for memo in state.orders
-        )
+        ])
     if state.value_orders:
-        changes["value_orders"] = tuple(
-            ValueMemo(strings.setdefault(memo.order_id, memo.order_id), ints.setdefault(memo.at, memo.at),
-                      floats.setdefault(memo.net, memo.net) if memo.net else memo.net, memo.promotional,
-                      memo.foreign)
+        changes["value_orders"] = tuple([
+            ValueMemo(strings.get(memo.order_id, memo.order_id), ints.setdefault(memo.at, memo.at), memo.net,
+                      memo.promotional, memo.foreign)
             for memo in state.value_orders
-        )
+        ])
     if state.signals:
-        changes["signals"] = tuple(ints.setdefault(at, at) for at in state.signals)
+        changes["signals"] = tuple([ints.setdefault(at, at) for at in state.signals])
     return msgspec.structs.replace(state, **changes) if changes else state
 
 
 _intern = sys.intern
+_times_of = operator.attrgetter(*_TIME_FIELDS)
 #: Bounded memos shared by every state: first touches (a few sources and campaigns) and point
 #: values (the model's), so a million contacts hold a few hundred objects, not a million.
 _TOUCHES: dict[TouchMemo, TouchMemo] = {}
@@ -230,15 +232,3 @@ def shared_touch(touch: TouchMemo) -> TouchMemo:
             None if utm_campaign is None else _intern(utm_campaign),
         )
     return shared
-
-
-def _shared_points(points: float) -> float:
-    if not points:  # 0.0 and -0.0 are equal but encode differently: never swapped
-        return points
-    shared = _POINTS.get(points)
-    if shared is None:
-        if len(_POINTS) >= _MEMO_LIMIT:
-            _POINTS.clear()
-        shared = _POINTS[points] = points
-    return shared
-_SMALL_INTS = frozenset(range(-5, 257))  # CPython shares these already
