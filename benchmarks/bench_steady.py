@@ -40,7 +40,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import bench_stream as bs
-from loadgen import AlertListener, Publisher, cpu_seconds, lag_by_topic, percentile, scrape, svg_panels
+from loadgen import (
+    AlertListener,
+    Publisher,
+    RoundTripProbe,
+    cpu_seconds,
+    lag_by_topic,
+    percentile,
+    scrape,
+    svg_panels,
+)
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
@@ -69,6 +78,8 @@ class Interval:
     worker_cpu: float  # cores
     broker_cpu: float
     load_cpu: float  # this process: the producer and the alerts listener
+    broker_rtt_p50_ms: float  # the broker's produce round trip (RoundTripProbe) over the interval
+    broker_rtt_p99_ms: float
 
 
 @dataclass
@@ -84,6 +95,7 @@ class Steady:
     published: int
     behind: int  # most events the producer was behind its schedule
     plot: Path
+    rtt: list[float]  # the broker's produce round trips over the run (ms)
 
     def latencies(self, since: float = 0.0) -> list[float]:
         """ms per probe sent at least ``since`` s into the load (inf = never alerted)."""
@@ -109,6 +121,8 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
         listener = AlertListener(settings.bootstrap, names.alerts, bs.PARTITIONS,
                                  wanted=lambda contact: contact.startswith(probe_prefix))
         listener.start_positioned()
+        rtt = RoundTripProbe(settings.bootstrap, f"{settings.topic_prefix}bench.rtt")
+        rtt.start()
         intervals: list[Interval] = []
         started = time.perf_counter()
         publisher: Publisher | None = None
@@ -132,7 +146,7 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
                     raise RuntimeError(f"the worker exited with code {process.returncode}; see its log in {workdir}")
                 if publisher.error is not None:
                     raise RuntimeError(f"the publisher failed: {publisher.error!r}")
-                interval = _sample(settings, publisher, listener, seen, last, started, sources, process.pid,
+                interval = _sample(settings, publisher, listener, rtt, seen, last, started, sources, process.pid,
                                    broker_pid)
                 intervals.append(interval)
                 print(_line(interval), flush=True)
@@ -144,15 +158,16 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
         except BaseException:
             if publisher is not None and intervals:  # keep what was sampled (Ctrl-C, a failure)
                 _stop(publisher)
-                write_plot(_result(rate, contacts, seconds, intervals, publisher, listener, started, plot))
+                write_plot(_result(rate, contacts, seconds, intervals, publisher, listener, rtt, started, plot))
                 print(f"(h) stopped early; the intervals so far are in {plot}", flush=True)
             raise
         finally:
             if publisher is not None:
                 _stop(publisher)
             listener.stop()
+            rtt.stop()
     assert publisher is not None
-    result = _result(rate, contacts, seconds, intervals, publisher, listener, started, plot)
+    result = _result(rate, contacts, seconds, intervals, publisher, listener, rtt, started, plot)
     write_plot(result)
     return result
 
@@ -164,14 +179,14 @@ def _stop(publisher: Publisher) -> None:
 
 
 def _result(rate: float, contacts: int, seconds: float, intervals: list[Interval], publisher: Publisher,
-            listener: AlertListener, started: float, plot: Path) -> Steady:
-    load_seconds = (publisher.stopped_at or time.perf_counter()) - started
+            listener: AlertListener, rtt: RoundTripProbe, started: float, plot: Path) -> Steady:
+    end = publisher.stopped_at or time.perf_counter()
     return Steady(rate, contacts, seconds, intervals, dict(publisher.probes), dict(listener.received), started,
-                  load_seconds, publisher.published, publisher.behind, plot)
+                  end - started, publisher.published, publisher.behind, plot, rtt.between(started, end))
 
 
-def _sample(settings: Settings, publisher: Publisher, listener: AlertListener, seen: set[str],
-            last: dict[str, float], started: float, sources: set[str], worker_pid: int,
+def _sample(settings: Settings, publisher: Publisher, listener: AlertListener, rtt: RoundTripProbe,
+            seen: set[str], last: dict[str, float], started: float, sources: set[str], worker_pid: int,
             broker_pid: int | None) -> Interval:
     now = time.perf_counter()
     published = publisher.published
@@ -201,6 +216,8 @@ def _sample(settings: Settings, publisher: Publisher, listener: AlertListener, s
         backlog=publisher.published + len(publisher.probes) - consumed if report else -1,
         worker_cpu=(worker - last["worker"]) / span, broker_cpu=(broker - last["broker"]) / span,
         load_cpu=(own - last["own"]) / span,
+        broker_rtt_p50_ms=percentile(round_trips := rtt.between(last["at"], now), 0.5),
+        broker_rtt_p99_ms=percentile(round_trips, 0.99),
     )
     last.update(at=now, published=published, worker=worker, broker=broker, own=own)
     return interval
@@ -210,7 +227,8 @@ def _line(i: Interval) -> str:
     return (f"(h) {i.seconds:6.0f} s  input {i.input_rate:6,.0f}/s  alerts {i.alerts:3d}  p50 {i.p50_ms:6.0f}  "
             f"p99 {i.p99_ms:6.0f}  max {i.max_ms:6.0f} ms  pending {i.pending:3d} (oldest {i.oldest_pending_ms:6.0f} "
             f"ms)  lag contact-events {i.lag_contact_events:7,.0f} sources {i.lag_sources:7,.0f}  backlog "
-            f"{i.backlog:7,d}  cpu worker {i.worker_cpu:.2f} broker {i.broker_cpu:.2f} load {i.load_cpu:.2f}")
+            f"{i.backlog:7,d}  cpu worker {i.worker_cpu:.2f} broker {i.broker_cpu:.2f} load {i.load_cpu:.2f}  broker "
+            f"produce rtt p50 {i.broker_rtt_p50_ms:4.0f} p99 {i.broker_rtt_p99_ms:5.0f} ms")
 
 
 def slope_per_minute(xs: list[float], ys: list[float]) -> float:
@@ -254,6 +272,10 @@ def summary(result: Steady) -> list[str]:
             rows.append(f"    {label:<21}: {getattr(first, key):,.0f} at {first.seconds:.0f} s -> "
                         f"{getattr(end, key):,.0f} at {end.seconds:.0f} s; least-squares slope {slope:+,.1f} "
                         f"messages/min, {rise:+,.0f} over the run ({verdict}; flat means within ±{limit:,.0f})")
+    rtt_p50, rtt_p99 = percentile(result.rtt, 0.5), percentile(result.rtt, 0.99)
+    rows.append(f"    broker produce rtt   : p50 {ms(rtt_p50)}, p99 {ms(rtt_p99)} "
+                f"({len(result.rtt):,} records, one every 50 ms, acks=all): an alert needs three produce round "
+                f"trips and three fetches after its event")
     share = result.achieved / result.rate if result.rate else 1.0
     rows.append(f"    achieved input rate  : {result.achieved:,.0f} events/s ({share:.1%} of the target; "
                 f"{result.published:,} events + {len(result.probes):,} probes in {result.load_seconds:.1f} s; the "
@@ -274,7 +296,8 @@ def write_plot(result: Steady) -> None:
     svg = svg_panels(xs, [
         ("demo_request -> became_hot, alerts received per interval (ms)",
          [("max", [i.max_ms for i in intervals], "#bbbbbb"), ("p99", [i.p99_ms for i in intervals], "#ff7f0e"),
-          ("p50", [i.p50_ms for i in intervals], "#2ca02c")]),
+          ("p50", [i.p50_ms for i in intervals], "#2ca02c"),
+          ("broker produce rtt p99", [i.broker_rtt_p99_ms for i in intervals], "#17becf")]),
         ("worker consumer lag (messages)",
          [("contact-events", [i.lag_contact_events for i in intervals], "#d62728"),
           ("sources", [i.lag_sources for i in intervals], "#9467bd"),

@@ -685,8 +685,8 @@ def main() -> int:
     parser.add_argument("--windows", default="50,10", help="reorder windows in ms for (d) (50,10)")
     parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for late alerts (15)")
     parser.add_argument("--naive-changelog", choices=("batched", "one-record"), default="batched",
-                        help="naive agent's producer batching: 16 KiB batches (default; favours the naive "
-                             "agent) or one record per batch as Leadflow's changelog on Tansu")
+                        help="naive agent's producer batching: the tansu profile's batches (512 KiB; default; "
+                             "favours the naive agent) or one record per batch (Leadflow's changelog before issue 12)")
     parser.add_argument("--merges", type=float, default=0.0, metavar="SHARE",
                         help="(f) identity merges: pipeline rate with SHARE of the contacts merging an anonymous "
                              "history (e.g. 0.3) against the same events with none, alternating runs (0 = skip)")
@@ -702,6 +702,8 @@ def main() -> int:
     parser.add_argument("--steady-every", type=float, default=10.0, help="(h) seconds per reported interval (10)")
     parser.add_argument("--plot", type=Path, default=None,
                         help="(h) where the HTML plot of latency and lag goes (out/bench-steady-<time>.html)")
+    parser.add_argument("--steady-window", type=float, default=None, metavar="MS",
+                        help="(h) the worker's reorder window in ms (default: the worker's, 50)")
     parser.add_argument("--skip-steady", action="store_true", help="no steady-load run (h)")
     parser.add_argument("--skip-latency", action="store_true", help="no latency run (d)")
     parser.add_argument("--skip-throughput", action="store_true", help="no (a)-(c) (nor (e), (g))")
@@ -778,13 +780,16 @@ def main() -> int:
 
                 print(f"(h) steady load: {args.steady_rate:,.0f} events/s over {args.steady_contacts:,} contacts for "
                       f"{args.steady_seconds:g} s", flush=True)
-                steady = bench_steady.run(settings, args.steady_rate, args.steady_contacts, args.steady_seconds,
+                steady_settings = (settings if args.steady_window is None
+                                   else settings.with_(reorder_window=args.steady_window / 1000))
+                steady = bench_steady.run(steady_settings, args.steady_rate, args.steady_contacts, args.steady_seconds,
                                           args.steady_every, args.drain, plot, workdir, broker_pid)
                 steady_rows = bench_steady.summary(steady)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping the worker and the broker...", file=sys.stderr)
             return 130
-    naming = "16 KiB batches" if args.naive_changelog == "batched" else "1-record batches"
+    naming = (f"{TANSU.producer_batch_bytes // 1024} KiB batches" if args.naive_changelog == "batched"
+              else "1-record batches")
     print()
     print(table(measured, lats, len(messages), naming))
     if overhead is not None:

@@ -273,6 +273,53 @@ class AlertListener(threading.Thread):
         self.join(5)
 
 
+class RoundTripProbe(threading.Thread):
+    """The broker's produce round trip under the load: one small record every ``every`` seconds to
+    a topic of its own (created here, one partition), ``acks=all``, no linger; ``samples`` holds
+    ``(perf_counter when sent, round trip in ms)``. An event crosses three produce round trips on
+    its way to an alert (publisher, ingest forward, alert) and three fetches, so this is the floor
+    under the event-to-alert latency that no worker setting removes."""
+
+    def __init__(self, bootstrap: str, topic: str, every: float = 0.05) -> None:
+        super().__init__(daemon=True, name="rtt-probe")
+        self.bootstrap, self.topic, self.every = bootstrap, topic, every
+        self.samples: list[tuple[float, float]] = []
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                if self.topic not in admin.list_topics():
+                    admin.create_topics([NewTopic(self.topic, 1, 1)])
+            finally:
+                admin.close()
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
+        except BaseException as exc:  # reported by the caller
+            self.error = exc
+            return
+        try:
+            while not self.stopping.wait(self.every):
+                sent = time.perf_counter()
+                producer.send(self.topic, b"rtt").get(timeout=30)
+                self.samples.append((sent, (time.perf_counter() - sent) * 1000))
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            producer.close(5)
+
+    def between(self, start: float, end: float) -> list[float]:
+        """Round trips (ms) of the records sent in [start, end) (perf_counter)."""
+        return [ms for sent, ms in list(self.samples) if start <= sent < end]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(35)
+
+
 # ------------------------------------------------------------------------------------- plot
 
 Series = tuple[str, Sequence[float], str]  # name, values (one per x), colour
