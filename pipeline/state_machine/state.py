@@ -153,9 +153,14 @@ def encode_state(state: ContactState) -> bytes:
     return _ENCODER.encode(state)
 
 
-def decode_state(data: bytes) -> ContactState:
-    """A contact state from :func:`encode_state` bytes (any older layout too), compacted."""
-    return compact(_DECODER.decode(data))
+def decode_state(data: bytes, *, share: bool = True) -> ContactState:
+    """A contact state from :func:`encode_state` bytes (any older layout too).
+
+    ``share`` (the default): :func:`compact` it, for a state that stays in memory (about 1.5 KB
+    instead of 2.3 KB per contact, for about 8 us more per decode). ``share=False`` for a state
+    read, used and dropped (a read-through store such as RocksDB): equal, just not compacted."""
+    state: ContactState = _DECODER.decode(data)
+    return compact(state) if share else state
 
 
 #: The integer time fields of a state (microseconds): equal times share one object after decoding

@@ -44,6 +44,16 @@ def test_states_written_by_the_tuple_layout_decode_to_the_same_values_and_bytes(
         assert encode_state(state) == data, row["case"]
 
 
+def test_decoding_without_sharing_gives_an_equal_state() -> None:
+    for row in ROWS:
+        data = base64.b64decode(row["state"])
+        plain = decode_state(data, share=False)
+        assert plain == decode_state(data) and encode_state(plain) == data
+    data = base64.b64decode(ROWS[0]["state"])
+    assert decode_state(data, share=False).first_touch is not decode_state(data, share=False).first_touch
+    assert decode_state(data).first_touch is decode_state(data).first_touch
+
+
 def test_memos_are_structs_with_the_old_fields() -> None:
     state = decode_state(base64.b64decode(next(r for r in ROWS if r["case"] == "scoring")["state"]))
     memo = state.scoring_events[-1]
