@@ -14,9 +14,12 @@ alerts and referral credit routed to the referrer's partition; then
 unit of work (:class:`BatchUnit`), whose commit waits for the outputs' acks before it writes the
 states and their changelog records and waits for those acks.
 
-Faust acknowledges the batch only after this returns, and then commits its offsets: a crash
-anywhere repeats work (same ids, same content) but never loses it, and the per-contact
-de-duplication memory makes a repeated event a no-op.
+The worker runs :meth:`ContactRuntime.run_batch` and commits the unit while the next batch runs
+(:class:`pipeline.streaming.unit_of_work.CommitPipeline`); a batch's states stay visible in
+memory until the table holds them (:class:`StagedStates`), and its input events are acknowledged
+(their offsets committable) only once its unit committed: a crash anywhere repeats work (same ids,
+same content) but never loses it, and the per-contact de-duplication memory makes a repeated
+event a no-op.
 """
 
 from __future__ import annotations

@@ -199,8 +199,8 @@ class BatchHistogram(Collector):
 
 PROCESSING_LATENCY = BatchHistogram(
     "leadflow_processing_latency_seconds",
-    "Per event: from the ingest consumer's poll of the input to the broker's acknowledgement of the "
-    "outputs the contact processor published for it.",
+    "Per event: from the ingest consumer's poll of the input to its batch being durable (the broker "
+    "acknowledged the outputs the contact processor published for it, then its changelog records).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 EVENT_TIME_LAG = BatchHistogram(
@@ -270,7 +270,8 @@ def count_processor_batch(
     duplicates: int,
     late: int,
 ) -> None:
-    """One contact-processor batch whose outputs were acknowledged at ``published`` (µs):
+    """One contact-processor batch that became durable (outputs, then changelog, acknowledged) at
+    ``published`` (µs):
     ``received`` = ``(received_at µs, events)`` per input batch in it; ``event_lists`` = the
     batch's events per partition, each sorted by ``occurred_at``."""
     PROCESSOR_BATCHES.inc()

@@ -115,11 +115,16 @@ def build_worker(settings: Settings) -> Worker:
             # its offset may be committed only when its batch is durable (the pipeline acks it).
             for event in events:
                 event.message.incref()
-            unit = UnitOfWork(outputs, TableStore(table, events), changelog)
-            durable = await runtime.run_batch([(event.message.partition, event.value) for event in events], unit)
-            # Starts this batch's commit once the previous one is done; the next batch is
-            # computed while it is in flight.
-            await commits.submit(unit.commit, partial(_acknowledge, durable, events))
+            # Shielded: Faust may cancel and restart its agent on a rebalance; a batch it has
+            # started is still applied whole and handed to the pipeline (never half-applied).
+            await asyncio.shield(run_batch(list(events)))
+
+    async def run_batch(events: list[Any]) -> None:
+        unit = UnitOfWork(outputs, TableStore(table, events), changelog)
+        durable = await runtime.run_batch([(event.message.partition, event.value) for event in events], unit)
+        # Starts this batch's commit once the previous one is done; the next batch is computed
+        # while it is in flight.
+        await commits.submit(unit.commit, partial(_acknowledge, durable, events))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_changelog(app: faust.App, **kwargs: Any) -> None:
