@@ -188,6 +188,18 @@ class Segment:
     leave_reason: str
     rank: int
     entry: str
+    # ``enter`` and ``stay`` split by whether elapsed time alone changes the measure a test reads
+    # (TIMED_SEGMENT_MEASURES): between two candidate times of a segment deadline only the timed
+    # tests can change their answer.
+    enter_static: tuple[Comparison, ...] = field(default=(), init=False, compare=False, repr=False)
+    enter_timed: tuple[Comparison, ...] = field(default=(), init=False, compare=False, repr=False)
+    stay_static: tuple[Comparison, ...] = field(default=(), init=False, compare=False, repr=False)
+    stay_timed: tuple[Comparison, ...] = field(default=(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, tests in (("enter", self.enter), ("stay", self.stay)):
+            object.__setattr__(self, f"{name}_static", tuple(t for t in tests if t.key not in TIMED_SEGMENT_MEASURES))
+            object.__setattr__(self, f"{name}_timed", tuple(t for t in tests if t.key in TIMED_SEGMENT_MEASURES))
 
 
 @dataclass(frozen=True, slots=True)

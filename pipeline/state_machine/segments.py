@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.state_machine.clock import MICROS_PER_DAY
 from pipeline.state_machine.events import Event
-from pipeline.state_machine.model import Model, Segments, all_match
+from pipeline.state_machine.model import Model, Segment, Segments, all_match
 from pipeline.state_machine.state import ContactState, ValueMemo
 
 
@@ -142,15 +142,33 @@ def segment_deadline(state: ContactState, segments: Segments, now: int) -> int |
     candidates.update(memo.at + segments.recent_window for memo in state.value_orders)
     candidates.update(t + segments.signal_window for t in state.signals)
     current = state.segment
+    order = segments.order
     values: dict[str, Any] | None = None
+    stay_static = False
+    enter_static: list[bool] = []
     for at in sorted(t for t in candidates if t > now):
         if values is None:
             values = measures(state, segments, at)
+            # The tests of measures time does not change hold at every candidate or at none.
+            stay_static = current >= 0 and all_match(order[current].stay_static, values)
+            enter_static = [all_match(segment.enter_static, values) for segment in order]
         else:
             _measures_at(values, state, segments, at)
-        if evaluate(segments, current, values) is not None:
+        if _moves(order, current, values, stay_static, enter_static):
             return at
     return None
+
+
+def _moves(
+    order: tuple[Segment, ...], current: int, values: dict[str, Any], stay_static: bool, enter_static: list[bool]
+) -> bool:
+    """``evaluate(segments, current, values) is not None``, given the answers of the static tests
+    (a conjunction: the static and the timed tests together are the segment's whole test)."""
+    staying = stay_static and all_match(order[current].stay_timed, values)
+    for index in range(current if staying else len(order)):
+        if index != current and enter_static[index] and all_match(order[index].enter_timed, values):
+            return True
+    return not (staying or current < 0)
 
 
 def _measures_at(values: dict[str, Any], state: ContactState, segments: Segments, now: int) -> None:

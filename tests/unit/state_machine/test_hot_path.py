@@ -6,6 +6,8 @@
 - ``expire`` sets the ``due`` cache from the last :func:`next_deadline` it computed instead of
   recomputing it: the cache must always equal ``next_deadline(state).at``.
 - ``all_match`` (operator functions) must agree with ``all_match_exact`` (``Comparison.matches``).
+- ``segment_deadline`` (measures moved in place, static tests decided once) must agree with the
+  plain search: ``evaluate(measures(state, t))`` at every candidate time t in order.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.state_machine import BUILTIN_MODELS, ContactState, Event, builtin_model, next_deadline
-from pipeline.state_machine.model import OPERATORS, Comparison, all_match, all_match_exact
+from pipeline.state_machine.model import OPERATORS, Comparison, Segments, all_match, all_match_exact
 from pipeline.state_machine.processor import LifecycleProcessor, Outcome
+from pipeline.state_machine.segments import evaluate, measures, segment_deadline
+from pipeline.state_machine.state import ValueMemo
 from tests.unit.state_machine.test_properties import SETTINGS, journeys
 
 
@@ -74,3 +78,53 @@ _operands = st.one_of(
 )
 def test_all_match_agrees_with_the_reference(tests: list[Comparison], values: dict[str, Any]) -> None:
     assert all_match(tuple(tests), values) == all_match_exact(tuple(tests), values)
+
+
+def _reference_segment_deadline(state: ContactState, segments: Segments, now: int) -> int | None:
+    """The plain search segment_deadline shortens (as it was written before issue 12)."""
+    if state.last_order_at is None and not state.signals:
+        return None
+    candidates: set[int] = set()
+    if state.last_order_at is not None:
+        for threshold in segments.day_thresholds:
+            crossing = state.last_order_at + round(threshold * 86_400_000_000)
+            candidates.update((crossing - 1, crossing, crossing + 1))
+    candidates.update(memo.at + segments.recent_window for memo in state.value_orders)
+    candidates.update(t + segments.signal_window for t in state.signals)
+    for at in sorted(t for t in candidates if t > now):
+        if evaluate(segments, state.segment, measures(state, segments, at)) is not None:
+            return at
+    return None
+
+
+@SETTINGS
+@given(events=journeys(), offsets=st.lists(st.integers(-400, 400), min_size=1, max_size=4))
+def test_segment_deadline_agrees_with_the_plain_search(events: list[Event], offsets: list[int]) -> None:
+    model = builtin_model("default")
+    segments = model.segments
+    assert segments is not None
+    processor = LifecycleProcessor(model)
+    for event in events:
+        processor.apply(event)
+        state = processor.states.get(event.contact)
+        if state is None or state.merged_into is not None:
+            continue
+        for days in offsets:
+            now = state.clock + days * 86_400_000_000
+            assert segment_deadline(state, segments, now) == _reference_segment_deadline(state, segments, now)
+
+
+def test_a_segment_whose_static_stay_fails_moves_at_the_first_candidate() -> None:
+    model = builtin_model("default")
+    segments = model.segments
+    assert segments is not None
+    t0, day = 1_740_819_600_000_000, 86_400_000_000
+    loyal = [segment.name for segment in segments.order].index("loyal")
+    orders = tuple(ValueMemo(f"o{i}", t0, 3_000_000.0, False, False) for i in range(2))
+    # Loyal by its time-driven tests (recent revenue, days since the last order), not by its
+    # order count: it leaves at the first candidate time, whatever the timed tests say.
+    state = ContactState("c1", True, clock=t0, segment=loyal, order_count=2, revenue=6_000_000.0,
+                         last_order_at=t0, value_orders=orders)
+    first = min(t0 + round(threshold * day) - 1 for threshold in segments.day_thresholds)
+    assert _reference_segment_deadline(state, segments, t0) == first
+    assert segment_deadline(state, segments, t0) == first
