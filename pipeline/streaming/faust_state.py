@@ -31,7 +31,7 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from pipeline.config.settings import Settings
-from pipeline.consumers.contacts import UndecodableState
+from pipeline.consumers.partition_state import UndecodableState
 from pipeline.kafka.options import producer_options
 from pipeline.state_machine import ContactState, decode_state, encode_state
 from pipeline.streaming.unit_of_work import Ack

@@ -312,7 +312,7 @@ def test_an_event_whose_application_raises_is_dead_lettered_and_the_batch_goes_o
 
 
 def test_a_stored_state_that_cannot_be_decoded_poisons_only_its_own_events() -> None:
-    from pipeline.consumers.contacts import UndecodableState
+    from pipeline.consumers.partition_state import UndecodableState
 
     p = Processor()
     p.store["dora"] = UndecodableState(b"\xc1", "invalid opcode")  # what the codec gives for bad bytes
