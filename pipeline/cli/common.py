@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, TypeAlias
 
 from pipeline.config.settings import Settings, SettingsError, from_env
@@ -137,3 +138,24 @@ def model_option(parser: argparse.ArgumentParser, help: str, metavar: str = "FIL
 def loglevel_option(parser: argparse.ArgumentParser) -> None:
     """``--loglevel`` of a long-running process (default ``info``)."""
     parser.add_argument("--loglevel", default="info", choices=LOG_LEVELS)
+
+
+def parse_bound(text: str, *, end: bool) -> datetime:
+    """``--since`` / ``--until`` (``funnel``, ``segments``, ...): a date (a UTC day; ``--until``
+    includes that day) or an RFC 3339 time with an offset."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is not None and len(text) == 10:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1) if end else start
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"not a date (YYYY-MM-DD) or an RFC 3339 time with offset (2025-03-01T09:00:00Z): {text!r}"
+        )
+    return moment.astimezone(UTC)

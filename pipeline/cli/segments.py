@@ -10,34 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from pipeline.cli.common import EXIT_IO, CliError, Subparsers, load_model, model_option, storage_failure
+from pipeline.cli.common import (
+    EXIT_IO,
+    CliError,
+    Subparsers,
+    load_model,
+    model_option,
+    parse_bound,
+    storage_failure,
+)
 from pipeline.storage.database import ENV_VAR
 from pipeline.storage.errors import StorageError
 from pipeline.storage.reports.types import GROUP_BY
-
-
-def parse_bound(text: str, *, end: bool) -> datetime:
-    """``--since`` / ``--until`` as for ``funnel``: a UTC day (``--until`` includes it) or RFC 3339."""
-    if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            day = None
-        if day is not None:
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return start + timedelta(days=1) if end else start
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"not a date (YYYY-MM-DD) or an RFC 3339 time with offset (2025-03-01T09:00:00Z): {text!r}"
-        )
-    return moment.astimezone(UTC)
 
 
 def cmd_segments(args: argparse.Namespace) -> int:

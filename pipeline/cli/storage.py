@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from pipeline.cli.common import (
     kafka_options,
     load_model,
     model_option,
+    parse_bound,
     settings_from_args,
     storage_failure,
 )
@@ -37,26 +38,6 @@ from pipeline.storage.reports.types import GROUP_BY
 
 if TYPE_CHECKING:
     from pipeline.storage.port import HistoryStore
-
-
-def parse_bound(text: str, *, end: bool) -> datetime:
-    """``--since`` / ``--until``: a date (UTC day; ``--until`` includes that day) or RFC 3339."""
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        day = None
-    if day is not None and len(text) == 10:
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        return start + timedelta(days=1) if end else start
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"not a date (YYYY-MM-DD) or an RFC 3339 time with offset (2025-03-01T09:00:00Z): {text!r}"
-        )
-    return moment.astimezone(UTC)
 
 
 def _open_store(args: argparse.Namespace) -> HistoryStore:

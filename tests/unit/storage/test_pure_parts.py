@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.cli.storage import parse_bound
+from pipeline.cli.common import parse_bound
 from pipeline.state_machine.records import Alert, AlertReason, ContactSnapshot, FirstTouch, Transition
 from pipeline.storage import InvalidDatabaseUrl, resolve_url
 from pipeline.storage.database import driver_url, safe_url
