@@ -28,7 +28,7 @@ from pipeline.kafka.retry import Retry
 from pipeline.kafka.tools import cluster_id
 from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability, store_check
-from pipeline.streaming.faust_state import ContactStateValue, FaustOutputs, IngestProducer, KafkaChangelog, TableStore
+from pipeline.streaming.faust_state import FaustOutputs, IngestProducer, KafkaChangelog, TableStore, value_type_for
 from pipeline.streaming.faust_tuning import LeadflowTransport
 from pipeline.streaming.unit_of_work import CommitPipeline, UnitOfWork
 from pipeline.streaming.worker_handle import Worker
@@ -95,7 +95,8 @@ def build_worker(settings: Settings) -> Worker:
         topics.contact_events, value_serializer="raw", key_serializer="raw", partitions=settings.partitions,
         internal=False,
     )
-    table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str, value_type=ContactStateValue)
+    table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str,
+                      value_type=value_type_for(settings.table_store))
     if isinstance(table.data, store_check.CheckedRocksDBStore):
         changelog_name, model_name = table.changelog_topic.get_topic_name(), f"{model.name}@{model.version}"
         table.data.expected = lambda: store_check.StoreIdentity(cluster_id(settings), changelog_name, model_name)
