@@ -179,8 +179,8 @@ class KafkaChangelog(OwnedProducer):
         ``changelog_single_record_tail`` the last record of each partition goes alone in a final
         batch, sent after every partition's other batches: a broker that reports a partition's end
         offset as its last batch's base offset + 1 (Tansu 0.6) then reports it right after every
-        flush, for two produce round trips per flush. Returns each partition's acks, in order;
-        they resolve to each batch's metadata (``offset``: the batch's first record)."""
+        flush, for two produce round trips per flush. Returns each partition's acks, one per
+        batch, in order; each resolves to the offset of its batch's last record."""
         producer = self._started()
         tailed = self.settings.broker.changelog_single_record_tail
         acks: list[tuple[int, list[Awaitable[int]]]] = []
