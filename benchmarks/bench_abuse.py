@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import re
 import shutil
 import statistics
@@ -27,14 +26,14 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+from bench_collector import collector_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.collector.config import CollectorConfig
 from pipeline.config.settings import from_env
-from pipeline.devtools.demo import stop_process
 from pipeline.kafka.tools import ensure_topics
-from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
+from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 WRITE_KEY = "pk_bench_000000000001"
 FLOODER, CALM = "203.0.113.7", "198.51.100.2"
@@ -88,21 +87,7 @@ def main() -> int:
         ensure_topics(settings)
         port = free_port()
         config = CollectorConfig(port=port, write_keys={"website": (WRITE_KEY,)}, max_inflight=1024, trusted_proxies=1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
-        env.update(settings.to_env())
-        env.update(config.to_env())
-        with open(workdir / "collector.log", "wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "collector", "--loglevel", "warning"],
-                                       env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       preexec_fn=die_with_parent)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                        break
-                except OSError:
-                    time.sleep(0.2)
+        with collector_process(settings, config, workdir / "collector.log"):
             quiet = calm_client(port, 3)  # the well-behaved client alone: its baseline latency
             body = workdir / "body.json"
             body.write_bytes(_event(0))
@@ -121,8 +106,6 @@ def main() -> int:
             thread.join()
             (workdir / "wrk.txt").write_text(output)
             limited = metric(port, r'^leadflow_collector_rate_limited_total\{.*\} (\S+)$') - limited_before
-        finally:
-            stop_process(process)
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     calm_ok = sum(1 for status, _ in calm if status == 202)

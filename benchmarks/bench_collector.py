@@ -19,6 +19,7 @@ measured in one run, not across runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -27,13 +28,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from pipeline.collector.config import CollectorConfig
-from pipeline.config.settings import from_env
+from pipeline.config.settings import Settings, from_env
 from pipeline.devtools.demo import stop_process
 from pipeline.kafka.tools import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
@@ -116,6 +118,24 @@ def accepted_total(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@contextlib.contextmanager
+def collector_process(settings: Settings, config: CollectorConfig, log_path: Path) -> Iterator[None]:
+    """A ``leadflow collector`` child process with ``settings`` and ``config``, ready on
+    ``config.port`` when the block starts; always stopped on exit (also by bench_abuse.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env.update(settings.to_env())
+    env.update(config.to_env())
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "collector", "--loglevel", "warning"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=die_with_parent)
+    try:
+        wait_ready(config.port, process)
+        yield
+    finally:
+        stop_process(process)
+
+
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,15 +172,7 @@ def main() -> int:
         # Throughput of one client: no abuse limits (bench_abuse.py measures them).
         config = CollectorConfig(port=port, write_keys={"website": (WRITE_KEY,)}, max_inflight=1024, key_limit=None,
                                  ip_limit=None)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
-        env.update(settings.to_env())
-        env.update(config.to_env())
-        with open(workdir / "collector.log", "wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "collector", "--loglevel", "warning"],
-                                       env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       preexec_fn=die_with_parent)
-        try:
-            wait_ready(port, process)
+        with collector_process(settings, config, workdir / "collector.log"):
             url = f"http://127.0.0.1:{port}/v1/events/website"
             for events in (int(size) for size in args.sizes.split(",")):
                 payload = body(events)
@@ -173,8 +185,6 @@ def main() -> int:
                       f"= {run.events_per_second:,.0f} events/s; latency p50 {run.p50_ms:.1f} ms, p99 "
                       f"{run.p99_ms:.1f} ms; non-2xx {run.non_2xx}; socket errors {run.socket_errors}; "
                       f"accepted by metrics {counted:,.0f} (wrk counted {run.requests * events:,})", flush=True)
-        finally:
-            stop_process(process)
     parts = [
         f"{r.events_per_request} ev/req {r.requests_per_second:,.0f} req/s ({r.events_per_second:,.0f} ev/s) "
         f"p99 {r.p99_ms:.1f} ms" for r in runs

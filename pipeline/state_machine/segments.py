@@ -82,33 +82,27 @@ def value_changes(model: Model, segments: Segments, state: ContactState, event: 
 
 
 def measures(state: ContactState, segments: Segments, now: int) -> dict[str, Any]:
-    """The value measures at ``now`` (model.SEGMENT_MEASURES); None where undefined."""
-    recent_from = now - segments.recent_window
-    recent_revenue = 0.0
-    recent_orders = 0
-    for memo in state.value_orders:
-        if memo.at > recent_from:
-            recent_revenue += memo.net
-            recent_orders += 1
-    signal_from = now - segments.signal_window
+    """The value measures at ``now`` (model.SEGMENT_MEASURES); None where undefined. The measures
+    that time alone changes are :func:`_measures_at`'s (the deadline search moves them alone)."""
     signals = state.signals
     last_signal = signals[-1] if signals else None
     since_negative = state.order_count
     if last_signal is not None:
         since_negative = sum(1 for memo in state.value_orders if memo.at > last_signal)
     orders = state.order_count
-    last = state.last_order_at
-    return {
+    values: dict[str, Any] = {
         "revenue": state.revenue,
-        "recent_revenue": recent_revenue,
+        "recent_revenue": 0.0,  # the timed measures: set by _measures_at below
         "orders": orders,
-        "recent_orders": recent_orders,
+        "recent_orders": 0,
         "promo_orders": state.promo_orders,
         "promo_share": state.promo_orders / orders if orders else None,
-        "days_since_last_order": None if last is None else (now - last) / MICROS_PER_DAY,
-        "negative_signals": sum(1 for t in signals if t > signal_from),
+        "days_since_last_order": None,
+        "negative_signals": 0,
         "orders_since_negative": since_negative,
     }
+    _measures_at(values, state, segments, now)
+    return values
 
 
 def evaluate(segments: Segments, current: int, values: dict[str, Any]) -> tuple[int, str] | None:
@@ -172,8 +166,8 @@ def _moves(
 
 
 def _measures_at(values: dict[str, Any], state: ContactState, segments: Segments, now: int) -> None:
-    """Move ``values`` (``measures(state, segments, t)`` of some t) to ``now``: only the measures
-    that time alone changes are recomputed, the same way :func:`measures` computes them."""
+    """Move ``values`` (``measures(state, segments, t)`` of some t) to ``now``: the measures that
+    time alone changes (:func:`measures` sets them here too)."""
     recent_from = now - segments.recent_window
     recent_revenue = 0.0
     recent_orders = 0
