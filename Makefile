@@ -4,14 +4,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
+.PHONY: up demo kafka services replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
 # docker-compose (v1: `docker-compose config` checks the compose file offline), openssl (the TLS test's
-# certificate authority and certificates).
-SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk /usr/bin/docker-compose /usr/bin/openssl
-SYSTEM_PACKAGES := chromium prometheus wrk docker-compose openssl
+# certificate authority and certificates), Java and Maven (Apache Kafka from Maven Central).
+SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/promtool /usr/bin/prometheus /usr/bin/wrk /usr/bin/docker-compose /usr/bin/openssl /usr/bin/java /usr/bin/mvn
+SYSTEM_PACKAGES := chromium prometheus wrk docker-compose openssl openjdk-17-jre-headless maven
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,21 @@ system-deps:
 	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }; \
 	fi
 
-## Everything CI checks: lint, types, all tests (unit + integration on a real broker and databases).
-test: $(STAMP) system-deps lint typecheck
+## The servers the tests use, installed and started when missing (idempotent): PostgreSQL from Debian's
+## packages on 127.0.0.1:5432 (database test), and Apache Kafka's jars from Maven Central, cached under
+## ~/.cache/leadflow (the test fixtures start the Kafka nodes themselves).
+services: $(STAMP)
+	scripts/postgres-up
+	@echo "kafka jars: $$($(VENV)/bin/leadflow kafka --fetch)"
+
+## Apache Kafka on this machine without Docker (KRaft, cached jars) on localhost:9092, for trying the
+## production profile by hand; ARGS="--nodes 3" for a three-broker cluster. Ctrl-C stops it.
+kafka: $(STAMP)
+	$(VENV)/bin/leadflow kafka $(ARGS)
+
+## Everything CI checks: lint, types, all tests (unit + integration on Apache Kafka, the embedded
+## broker and real databases).
+test: $(STAMP) system-deps services lint typecheck
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.collector.config import CollectorConfig
 from pipeline.config.settings import from_env
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 WRITE_KEY = "pk_bench_000000000001"

@@ -37,7 +37,7 @@ import orjson
 from pipeline.collector.config import CollectorConfig
 from pipeline.config.settings import Settings, from_env
 from pipeline.devtools.demo import stop_process
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 
 WRITE_KEY = "pk_bench_000000000001"

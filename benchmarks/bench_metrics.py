@@ -27,7 +27,7 @@ import bench_stream as bs
 
 from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 

@@ -38,7 +38,7 @@ from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
 from pipeline.consumers.sink import SinkService
 from pipeline.devtools.simulator import simulate
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.offline.replay import replay
 from pipeline.state_machine import builtin_model
 from pipeline.state_machine.records import Alert, ContactSnapshot, Transition

@@ -36,7 +36,7 @@ from loadgen import Publisher, buckets, cpu_seconds, quantile, rss_mb, scrape, s
 from pipeline.config.settings import from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import wait_ready, worker_process
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
 
 

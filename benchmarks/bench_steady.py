@@ -54,7 +54,7 @@ from loadgen import (
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import wait_ready, worker_process
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import free_port
 
 PROBE_INTERVAL = 0.1  # seconds between demo_request probes

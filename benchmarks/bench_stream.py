@@ -82,7 +82,7 @@ from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import stop_process, wait_ready, worker_process
 from pipeline.devtools.simulator import simulate
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 
 PARTITIONS = 4

@@ -31,7 +31,7 @@ from kafka import KafkaProducer
 from pipeline.config.settings import from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import stop_process, wait_ready
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 from pipeline.webhooks.service import ensure_deadletter_topic
 from pipeline.webhooks.signature import verify

@@ -90,7 +90,22 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
         settings = from_env(None, **overrides)
     except SettingsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    return with_detected_profile(settings, explicit="profile" in overrides)
+    settings = with_detected_profile(settings, explicit="profile" in overrides)
+    require_kafka_credentials(settings)
+    return settings
+
+
+def require_kafka_credentials(settings: Settings) -> None:
+    """A usage error naming the setting when the broker refuses the TLS / SASL settings (an
+    untrusted certificate, a refused login): retrying could never fix it. Plaintext: no check."""
+    if settings.security.protocol == "PLAINTEXT":
+        return
+    from pipeline.kafka.credentials import KafkaCredentialsError, check_credentials
+
+    try:
+        check_credentials(settings)
+    except KafkaCredentialsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def with_detected_profile(settings: Settings, explicit: bool = False) -> Settings:

@@ -13,6 +13,7 @@ Commands (``leadflow COMMAND --help`` lists the options of each):
     topics          create every Leadflow topic that does not exist yet
     sweep           fire the cooling due by a time (event-time clock: backfills, tests)
     demo            live demo: embedded broker, a worker and a journey simulator
+    kafka           run Apache Kafka on this machine (KRaft from Maven Central's jars; no Docker)
     db upgrade      create or upgrade the history tables (idempotent)
     contact         a contact's current state and full timeline from the history database
     funnel          contacts reaching each stage, per first-touch source (text, JSON or HTML)
@@ -39,7 +40,20 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline.cli import collector, console, demo, model, replay, sample, segments, storage, streaming, up, webhooks
+from pipeline.cli import (
+    collector,
+    console,
+    demo,
+    kafka,
+    model,
+    replay,
+    sample,
+    segments,
+    storage,
+    streaming,
+    up,
+    webhooks,
+)
 from pipeline.cli.common import CliError, Subparsers
 
 #: The command groups, in the order ``leadflow --help`` lists their commands.
@@ -49,6 +63,7 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     sample.register,
     streaming.register,
     demo.register,
+    kafka.register,
     storage.register,
     segments.register,
     collector.register,

@@ -13,6 +13,7 @@ import sys
 
 from pipeline.cli.common import (
     EXIT_IO,
+    EXIT_USAGE,
     CliError,
     Subparsers,
     kafka_options,
@@ -30,10 +31,12 @@ from pipeline.state_machine.clock import to_rfc3339
 
 def create_topics(settings: Settings) -> list[str]:
     """Create the missing Leadflow topics; the names created. No broker is an I/O error."""
-    from pipeline.kafka.tools import ensure_topics
+    from pipeline.kafka.topics import TopicSettingsError, ensure_topics
 
     try:
         return ensure_topics(settings)
+    except TopicSettingsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     except Exception as exc:  # kafka-python raises many kinds; all mean "cannot reach Kafka"
         raise CliError(f"cannot create topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
 
@@ -41,7 +44,7 @@ def create_topics(settings: Settings) -> list[str]:
 def cmd_worker(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.kafka.tools import ensure_topics
+    from pipeline.kafka.topics import TopicSettingsError, check_partitions, check_replication, ensure_topics
     from pipeline.streaming.startup import wait_for_broker
     from pipeline.streaming.worker import run_worker
 
@@ -53,8 +56,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CliError(f"LEADFLOW_DATA_DIR={settings.data_dir}: cannot create it ({exc.strerror or exc})") from exc
     require_listen(settings.web_bind, settings.web_port, "--web-port or LEADFLOW_WEB_PORT (LEADFLOW_WEB_BIND: address)")
     # An unreachable broker is waited for (with /readyz saying so), not an exit.
-    created = wait_for_broker(settings, lambda: [] if args.no_create_topics else ensure_topics(settings),
-                              bind=settings.web_bind, port=settings.web_port)
+    def prepare() -> list[str]:
+        if args.no_create_topics:
+            check_replication(settings)  # Faust still declares the changelog with this factor
+            check_partitions(settings)
+            return []
+        return ensure_topics(settings)
+
+    try:
+        created = wait_for_broker(settings, prepare, bind=settings.web_bind, port=settings.web_port)
+    except TopicSettingsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     if created is None:
         return 0  # stopped while waiting for the broker
     if created:
@@ -133,8 +145,22 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    created = create_topics(settings_from_args(args))
+    from pipeline.kafka.topics import topic_differences
+
+    settings = settings_from_args(args)
+    created = create_topics(settings)
     print(f"created: {', '.join(created) or 'nothing (all topics exist)'}")
+    try:
+        differences = topic_differences(settings)
+    except Exception as exc:  # kafka-python raises many kinds; all mean "cannot ask Kafka"
+        raise CliError(f"cannot describe topics on {settings.bootstrap}: {exc}", EXIT_IO) from exc
+    for line in differences:
+        print(f"leadflow: differs: {line}", file=sys.stderr)
+    if differences:
+        print(f"leadflow: {len(differences)} existing topic setting(s) differ from what Leadflow needs; "
+              "leadflow topics changes no existing topic: alter them (kafka-configs.sh) or recreate them",
+              file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

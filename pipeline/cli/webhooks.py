@@ -80,7 +80,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     require_listen(args.web_bind, port, f"--web-port or {PORT_ENV_VAR} (--web-bind: address)")
     if not args.no_create_topics:
         from pipeline.config.topics import TopicNames
-        from pipeline.kafka.tools import ensure_topics
+        from pipeline.kafka.topics import TopicSettingsError, ensure_topics
         from pipeline.streaming.startup import wait_for_broker
 
         def create() -> list[str]:
@@ -90,7 +90,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
             return created
 
         # An unreachable broker is waited for, with /readyz saying so (not an exit).
-        made = wait_for_broker(settings, create, bind=args.web_bind, port=port)
+        try:
+            made = wait_for_broker(settings, create, bind=args.web_bind, port=port)
+        except TopicSettingsError as exc:
+            raise CliError(str(exc)) from None
         if made is None:
             return 0  # stopped while waiting for the broker
         if made:

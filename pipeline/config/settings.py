@@ -52,6 +52,8 @@ class Settings:
     web_bind: str = "127.0.0.1"
     metrics: bool = True  # False: the hot path updates no Prometheus metric (overhead measurement)
     replication_factor: int | None = None
+    #: ``min.insync.replicas`` of the topics Leadflow creates (None: 2 with 3+ replicas, else 1).
+    min_insync_replicas: int | None = None
     # Publish each changed contact's snapshot to lead.contacts (once per contact per batch): the
     # current state for the history sink and for downstream tools.
     contact_snapshots: bool = True
@@ -124,6 +126,8 @@ class Settings:
             env["LEADFLOW_MODEL"] = self.model
         if self.replication_factor is not None:
             env["LEADFLOW_REPLICATION_FACTOR"] = str(self.replication_factor)
+        if self.min_insync_replicas is not None:
+            env["LEADFLOW_MIN_INSYNC_REPLICAS"] = str(self.min_insync_replicas)
         env.update(self.security.to_env())
         return env
 
@@ -148,7 +152,8 @@ def from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Setti
         web_port=read.port("LEADFLOW_WEB_PORT", 6066),
         web_bind=read.text("LEADFLOW_WEB_BIND", "127.0.0.1"),
         metrics=read.flag("LEADFLOW_METRICS", True),
-        replication_factor=read.integer("LEADFLOW_REPLICATION_FACTOR", None),
+        replication_factor=read.integer("LEADFLOW_REPLICATION_FACTOR", None, minimum=1),
+        min_insync_replicas=read.integer("LEADFLOW_MIN_INSYNC_REPLICAS", None, minimum=1),
         contact_snapshots=read.flag("LEADFLOW_CONTACT_SNAPSHOTS", True),
         db_url=read.text("LEADFLOW_DB"),
         sink_batch=read.integer("LEADFLOW_SINK_BATCH", 1000, minimum=1),

@@ -35,7 +35,8 @@ import orjson
 from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.simulator import simulate, with_faults
-from pipeline.kafka.tools import ensure_topics, produce_lines, publish_sweep, tail
+from pipeline.kafka.tools import produce_lines, publish_sweep, tail
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import die_with_parent, free_port
 
 READY_TIMEOUT = 90.0

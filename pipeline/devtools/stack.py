@@ -30,7 +30,9 @@ import orjson
 
 from pipeline.config.settings import Settings, from_env
 from pipeline.devtools.demo import shifted_journeys, stop_process
-from pipeline.kafka.tools import ensure_topics, produce_lines
+from pipeline.kafka.credentials import KafkaCredentialsError, check_credentials
+from pipeline.kafka.tools import produce_lines
+from pipeline.kafka.topics import TopicSettingsError, ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 
 READY_TIMEOUT = 120.0
@@ -203,8 +205,12 @@ def run_stack(options: StackOptions) -> int:
 
                 profile = os.environ.get("LEADFLOW_BROKER_PROFILE") or detect_profile(options.kafka)
                 settings = from_env(bootstrap=options.kafka, profile=profile)
-            settings = settings.with_(partitions=options.partitions, db_url=options.db_url, store="memory"
-                                      if options.kafka is None else settings.store,
+                check_credentials(settings)  # a refused login or certificate: one line, exit 2
+            # The embedded broker's topics are new each run (options.partitions); on a Kafka of the
+            # operator's, LEADFLOW_PARTITIONS says what its topics have.
+            embedded = options.kafka is None
+            settings = settings.with_(partitions=options.partitions if embedded else settings.partitions,
+                                      db_url=options.db_url, store="memory" if embedded else settings.store,
                                       data_dir=str(options.data_dir / "worker"))
             ensure_topics(settings)
             worker_port, sink_port, webhooks_port = free_port(), free_port(), free_port()
@@ -257,6 +263,9 @@ def run_stack(options: StackOptions) -> int:
         except KeyboardInterrupt:
             print("\nstopping: console, collector, sink, worker, broker...", file=sys.stderr, flush=True)
             return 0
+        except (KafkaCredentialsError, TopicSettingsError) as exc:
+            print(f"leadflow up: {exc}", file=sys.stderr, flush=True)
+            return 2
         except (StackError, OSError, RuntimeError) as exc:
             print(f"leadflow up: {exc}", file=sys.stderr, flush=True)
             return 1

@@ -15,19 +15,10 @@ from typing import IO
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
 from pipeline.state_machine import SOURCES
-
-DAY_MS = 86_400_000
-#: Retention by topic role (Apache Kafka; the embedded broker keeps everything in memory).
-RETENTION_MS = {"input": 7 * DAY_MS, "internal": 7 * DAY_MS, "output": 30 * DAY_MS}
-#: Topic configs by role on Apache Kafka: lead.contacts keeps each contact's newest snapshot.
-TOPIC_CONFIGS = {role: {"retention.ms": str(ms)} for role, ms in RETENTION_MS.items()}
-TOPIC_CONFIGS["snapshot"] = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 60 * 1000)}
 
 
 def cluster_id(settings: Settings) -> str | None:
@@ -37,45 +28,6 @@ def cluster_id(settings: Settings) -> str | None:
     try:
         found = admin.describe_cluster().get("cluster_id")
         return str(found) if found is not None else None
-    finally:
-        admin.close()
-
-
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create every Leadflow topic that does not exist yet; return the names created."""
-    names = TopicNames.of(settings)
-    roles = {topic: "input" for topic in names.inputs.values()}
-    roles.update({names.transitions: "output", names.alerts: "output", names.deadletter: "output"})
-    roles[names.contact_events] = "internal"
-    roles[names.contacts] = "snapshot"
-    replication = settings.broker.replication_factor
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin",
-                             **settings.security.kafka_python())
-    try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=topic,
-                num_partitions=settings.partitions,
-                replication_factor=replication,
-                topic_configs=TOPIC_CONFIGS[role] if settings.broker.topic_configs else {},
-            )
-            for topic, role in roles.items()
-            if topic not in existing
-        ]
-        created = []
-        for topic in wanted:
-            try:
-                admin.create_topics([topic], timeout_ms=int(timeout * 1000))
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
-        deadline = time.monotonic() + timeout
-        while created and time.monotonic() < deadline:
-            if set(created) <= set(admin.list_topics()):
-                break
-            time.sleep(0.1)
-        return created
     finally:
         admin.close()
 

@@ -26,6 +26,7 @@ from pipeline.consumers.ingest import SourceConsumer
 from pipeline.contracts.internal import SweepTick, encode
 from pipeline.kafka.retry import Retry
 from pipeline.kafka.tools import cluster_id
+from pipeline.kafka.topics import role_configs
 from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability, store_check
 from pipeline.streaming.faust_state import FaustOutputs, IngestProducer, KafkaChangelog, TableStore, value_type_for
@@ -95,8 +96,10 @@ def build_worker(settings: Settings) -> Worker:
         topics.contact_events, value_serializer="raw", key_serializer="raw", partitions=settings.partitions,
         internal=False,
     )
+    # Faust declares the changelog compacted; min.insync.replicas as for Leadflow's own topics.
+    changelog_configs = {k: v for k, v in role_configs("changelog", settings).items() if k == "min.insync.replicas"}
     table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str,
-                      value_type=value_type_for(settings.table_store))
+                      value_type=value_type_for(settings.table_store), extra_topic_configs=changelog_configs)
     if isinstance(table.data, store_check.CheckedRocksDBStore):
         changelog_name, model_name = table.changelog_topic.get_topic_name(), f"{model.name}@{model.version}"
         table.data.expected = lambda: store_check.StoreIdentity(cluster_id(settings), changelog_name, model_name)

@@ -129,6 +129,11 @@ class EmbeddedBroker:
     ``cluster_id``: the id it reports (keep the ``tansu`` prefix for profile detection).
     """
 
+    #: The broker profile its clients use (:mod:`pipeline.config.profiles`).
+    profile = "tansu"
+    #: One broker, memory only: every topic has one replica.
+    replication_factor = 1
+
     def __init__(
         self, log_dir: str | os.PathLike[str] | None = None, port: int | None = None, cluster_id: str | None = None
     ) -> None:

@@ -30,7 +30,7 @@ def ensure_deadletter_topic(settings: Settings) -> bool:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from pipeline.kafka.tools import RETENTION_MS
+    from pipeline.kafka.topics import role_configs
 
     topic = TopicNames.of(settings).webhooks_deadletter
     profile = settings.broker
@@ -39,7 +39,7 @@ def ensure_deadletter_topic(settings: Settings) -> bool:
     try:
         if topic in set(admin.list_topics()):
             return False
-        configs = {"retention.ms": str(RETENTION_MS["output"])} if profile.topic_configs else {}
+        configs = role_configs("output", settings)
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
                 [NewTopic(topic, settings.partitions, profile.replication_factor, topic_configs=configs)]

@@ -1,4 +1,9 @@
-"""Fixtures for integration tests: a real Kafka-protocol broker (embedded Tansu) per session.
+"""Fixtures for integration tests: real brokers, one of each kind per session.
+
+``broker`` is parametrized over Apache Kafka and the embedded Tansu broker
+(:mod:`tests.support.brokers`): a test that takes it runs on both, and pytest groups the tests by
+broker so that each starts once. A test that needs one kind only says so, and why, with
+``@pytest.mark.broker("tansu")`` (or ``"kafka"``).
 
 Every test gets its own topic prefix and app id, so tests never see each other's data and never
 reuse a consumer group id (which can stall a join on Tansu).
@@ -13,14 +18,28 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.streaming.embedded_broker import EmbeddedBroker
+from pipeline.streaming.local_kafka import LocalKafka
+from tests.support.brokers import TestBroker, selected_brokers
 
 _counter = itertools.count(1)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("broker")
+    kinds = [k for k in selected_brokers() if marker is None or k in marker.args]
+    metafunc.parametrize("broker", kinds, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(log_dir=tmp_path_factory.mktemp("broker")) as running:
-        yield running
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroker]:
+    if request.param == "kafka":
+        with LocalKafka(nodes=1, data_dir=tmp_path_factory.mktemp("kafka")) as kafka:
+            yield kafka
+    else:
+        with EmbeddedBroker(log_dir=tmp_path_factory.mktemp("broker")) as tansu:
+            yield tansu
 
 
 @pytest.fixture

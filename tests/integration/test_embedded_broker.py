@@ -17,6 +17,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from pipeline.streaming.embedded_broker import EmbeddedBroker, EmbeddedBrokerError, free_port, listening_pids
+from tests.support.brokers import TestBroker
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def _pid_gone(pid: int) -> bool:
 
 
 def _read_all(
-    broker: EmbeddedBroker, topic: str, partitions: int, expected: int
+    broker: TestBroker, topic: str, partitions: int, expected: int
 ) -> dict[int, list[tuple[bytes, bytes]]]:
     """Every record of ``topic`` by partition. Counts records instead of trusting end offsets:
     Tansu 0.6 under-reports a partition's end after a multi-record batch."""

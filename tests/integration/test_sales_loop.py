@@ -15,7 +15,8 @@ import pytest
 from pipeline.cli.main import main as run
 from pipeline.storage import open_history_store, upgrade_database
 from pipeline.storage.reports.types import ContactHistory
-from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
+from pipeline.streaming.embedded_broker import free_port
+from tests.support.brokers import TestBroker
 
 from .collector.conftest import collector_config
 from .collector.harness import WEBSITE_KEY, running_collector
@@ -38,9 +39,9 @@ def _wait_for(history: Callable[[], ContactHistory | None], done: Callable[[Cont
 
 
 def test_a_sales_tool_answers_an_alert_through_the_collector(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: TestBroker, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, sweep_clock="event")
+    pipeline = Pipeline(broker, namespace, tmp_path, sweep_clock="event")
     db_url = f"sqlite:///{tmp_path / 'history.db'}"
     upgrade_database(db_url)
 

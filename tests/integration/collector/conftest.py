@@ -9,17 +9,17 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.collector.config import CollectorConfig
-from pipeline.config.settings import Settings, from_env
-from pipeline.kafka.tools import ensure_topics
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from pipeline.config.settings import Settings
+from pipeline.kafka.topics import ensure_topics
+from tests.support.brokers import TestBroker, broker_settings
 
 from .harness import ALLOWED_ORIGIN, EMAIL_KEY, WEBSITE_KEY, Collector, running_collector
 
 _modules = itertools.count(1)
 
 
-def collector_settings(bootstrap: str, name: str) -> Settings:
-    return from_env({}, bootstrap=bootstrap, profile="tansu", topic_prefix=f"{name}.", app_id=name, partitions=2)
+def collector_settings(broker: TestBroker, name: str) -> Settings:
+    return broker_settings(broker, topic_prefix=f"{name}.", app_id=name, partitions=2)
 
 
 def collector_config(**changes: object) -> CollectorConfig:
@@ -37,9 +37,9 @@ def collector_config(**changes: object) -> CollectorConfig:
 
 
 @pytest.fixture(scope="module")
-def collector(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+def collector(broker: TestBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     name = f"t{os.getpid()}c{next(_modules)}"
-    settings = collector_settings(broker.bootstrap, name)
+    settings = collector_settings(broker, name)
     ensure_topics(settings)
     with running_collector(settings, collector_config(), tmp_path_factory.mktemp("collector") / "collector.log") as c:
         yield c

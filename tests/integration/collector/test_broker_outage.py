@@ -29,8 +29,9 @@ import pytest
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from .conftest import collector_config, collector_settings
 from .harness import Collector, LiveReader, envelope, read_records, running_collector
@@ -128,17 +129,17 @@ class Traffic:
             return {i for o in self.outcomes if o.status == 202 and phase in (None, o.phase) for i in o.event_ids}
 
 
-def freeze(broker: EmbeddedBroker) -> None:
+def freeze(broker: TestBroker) -> None:
     assert broker.pid is not None
     os.killpg(broker.pid, signal.SIGSTOP)
 
 
-def thaw(broker: EmbeddedBroker) -> None:
+def thaw(broker: TestBroker) -> None:
     assert broker.pid is not None
     os.killpg(broker.pid, signal.SIGCONT)
 
 
-def kill(broker: EmbeddedBroker) -> None:
+def kill(broker: TestBroker) -> None:
     """SIGKILL (works on a frozen process: it can acknowledge nothing more), then reap it."""
     assert broker.pid is not None
     os.killpg(broker.pid, signal.SIGKILL)
@@ -164,7 +165,7 @@ def own_broker(tmp_path: Path, name: str, port: int | None = None) -> EmbeddedBr
 def test_frozen_broker_mid_request_gets_503_and_every_202_event_is_in_kafka(tmp_path: Path) -> None:
     broker = own_broker(tmp_path, "broker")
     try:
-        settings = collector_settings(broker.bootstrap, "frozen")
+        settings = collector_settings(broker, "frozen")
         ensure_topics(settings)
         config = collector_config(publish_timeout=PUBLISH_TIMEOUT, retry_after=RETRY_AFTER)
         with running_collector(settings, config, tmp_path / "collector.log") as collector:
@@ -196,7 +197,7 @@ def test_frozen_broker_mid_request_gets_503_and_every_202_event_is_in_kafka(tmp_
 def test_stopped_broker_mid_request_gets_503_and_a_restarted_broker_takes_events_again(tmp_path: Path) -> None:
     broker = own_broker(tmp_path, "broker-1")
     port = broker.port
-    settings = collector_settings(broker.bootstrap, "stopped")
+    settings = collector_settings(broker, "stopped")
     topic = TopicNames.of(settings).inputs["website"]
     ensure_topics(settings)
     config = collector_config(publish_timeout=PUBLISH_TIMEOUT, retry_after=RETRY_AFTER)
@@ -280,7 +281,7 @@ def test_collector_started_before_the_broker_answers_503_then_accepts(tmp_path: 
 def test_requests_beyond_the_inflight_limit_get_503_at_once(tmp_path: Path) -> None:
     broker = own_broker(tmp_path, "broker")
     try:
-        settings = collector_settings(broker.bootstrap, "inflight")
+        settings = collector_settings(broker, "inflight")
         ensure_topics(settings)
         config = collector_config(publish_timeout=3.0, retry_after=RETRY_AFTER, max_inflight=1)
         with running_collector(settings, config, tmp_path / "collector.log") as collector:

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from pipeline.collector.ratelimit import Limit
-from pipeline.kafka.tools import ensure_topics
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from pipeline.kafka.topics import ensure_topics
+from tests.support.brokers import TestBroker
 
 from .conftest import collector_config, collector_settings
 from .harness import EMAIL_KEY, envelope, running_collector
@@ -20,8 +20,8 @@ from .harness import EMAIL_KEY, envelope, running_collector
 pytestmark = pytest.mark.integration
 
 
-def test_a_flooding_client_is_limited_and_a_well_behaved_one_is_not(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    settings = collector_settings(broker.bootstrap, f"t{os.getpid()}rl")
+def test_a_flooding_client_is_limited_and_a_well_behaved_one_is_not(broker: TestBroker, tmp_path: Path) -> None:
+    settings = collector_settings(broker, f"t{os.getpid()}rl")
     ensure_topics(settings)
     config = collector_config(ip_limit=Limit(5.0, 5.0), key_limit=Limit(1000.0, 1000.0), trusted_proxies=1)
     with running_collector(settings, config, tmp_path / "collector.log") as collector:

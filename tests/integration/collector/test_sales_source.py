@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from pipeline.config.topics import TopicNames
-from pipeline.kafka.tools import ensure_topics
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from pipeline.kafka.topics import ensure_topics
+from tests.support.brokers import TestBroker
 
 from .conftest import collector_config, collector_settings
 from .harness import WEBSITE_KEY, Collector, read_records, running_collector
@@ -26,9 +26,9 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def sales_collector(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+def sales_collector(broker: TestBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     name = f"t{os.getpid()}sales"
-    settings = collector_settings(broker.bootstrap, name)
+    settings = collector_settings(broker, name)
     ensure_topics(settings)
     config = collector_config(write_keys={"website": (WEBSITE_KEY,), "sales": (SALES_KEY,)})
     with running_collector(settings, config, tmp_path_factory.mktemp("collector") / "collector.log") as c:

@@ -21,10 +21,11 @@ import pytest
 from aiohttp import web
 
 from pipeline.config.topics import TopicNames
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.offline.replay import replay
 from pipeline.state_machine import ContactState, builtin_model
-from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
+from pipeline.streaming.embedded_broker import free_port
+from tests.support.brokers import TestBroker
 
 from .browser import chromium
 from .conftest import collector_config, collector_settings
@@ -104,11 +105,11 @@ async def visit(site: str, workdir: Path) -> dict[str, Any]:
 
 
 def test_tracker_in_headless_chromium_sends_page_views_and_a_form_submit(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
     site_port = free_port()
     site = f"http://127.0.0.1:{site_port}"
-    settings = collector_settings(broker.bootstrap, namespace)
+    settings = collector_settings(broker, namespace)
     ensure_topics(settings)
     config = collector_config(cors_origins=frozenset({site}))
     with running_collector(settings, config, tmp_path / "collector.log") as collector:

@@ -24,6 +24,7 @@ import yaml
 
 from pipeline.state_machine import SOURCES, builtin_model
 from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
+from tests.support.brokers import TestBroker
 
 from ...unit.ops.promql import ALERT_RULES, PROMTOOL, dashboard_expressions, metric_names
 from ..streaming.harness import Pipeline
@@ -107,10 +108,10 @@ def wait_for(what: str, check: Any, timeout: float = 90.0) -> Any:
         time.sleep(0.5)
 
 
-def test_prometheus_scrapes_a_live_worker(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> None:
+def test_prometheus_scrapes_a_live_worker(broker: TestBroker, namespace: str, tmp_path: Path) -> None:
     if not PROMETHEUS.exists() or PROMTOOL is None:
         pytest.skip("Prometheus not installed (Debian package `prometheus`; `make system-deps` installs it)")
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, sweep_interval=0.5)
+    pipeline = Pipeline(broker, namespace, tmp_path, sweep_interval=0.5)
     lines = [line for line in SAMPLE.read_bytes().splitlines() if b'"source"' in line]
     with pipeline.worker() as worker, prometheus(tmp_path, worker.settings.web_port) as server:
         worker.ready()
@@ -177,7 +178,7 @@ def test_prometheus_scrapes_a_live_worker(broker: EmbeddedBroker, namespace: str
 def test_readyz_reports_an_unreachable_broker(namespace: str, tmp_path: Path) -> None:
     """A broker that goes away turns /readyz into 503 with a JSON body naming the broker."""
     with EmbeddedBroker(log_dir=tmp_path / "broker") as own_broker:
-        pipeline = Pipeline(own_broker.bootstrap, namespace, tmp_path)
+        pipeline = Pipeline(own_broker, namespace, tmp_path)
         with pipeline.worker() as worker:
             worker.ready()
             url = f"http://127.0.0.1:{worker.settings.web_port}/readyz"

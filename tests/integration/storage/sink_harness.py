@@ -25,11 +25,12 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from pipeline.config.settings import Settings, from_env
+from pipeline.config.settings import Settings
 from pipeline.offline.replay import read_lines, replay
 from pipeline.state_machine import builtin_model
 from pipeline.state_machine.clock import parse_rfc3339
 from pipeline.streaming.embedded_broker import free_port
+from tests.support.brokers import TestBroker, broker_settings
 
 SAMPLE = Path(__file__).parents[3] / "samples" / "journeys.jsonl"
 UNTIL = parse_rfc3339("2026-11-01T00:00:00Z")  # the sample's cooling fires up to here
@@ -46,9 +47,9 @@ def sample_outputs() -> dict[str, list[bytes]]:
             (("transitions", out), ("alerts", alerts), ("contacts", contacts))}
 
 
-def sink_settings(bootstrap: str, namespace: str, db_url: str, **overrides: Any) -> Settings:
-    return from_env({}, bootstrap=bootstrap, profile="tansu", topic_prefix=f"{namespace}.", app_id=namespace,
-                    partitions=4, db_url=db_url, web_port=free_port(), **overrides)
+def sink_settings(broker: TestBroker, namespace: str, db_url: str, **overrides: Any) -> Settings:
+    return broker_settings(broker, topic_prefix=f"{namespace}.", app_id=namespace,
+                           partitions=4, db_url=db_url, web_port=free_port(), **overrides)
 
 
 def publish(settings: Settings, topic: str, lines: list[bytes]) -> None:

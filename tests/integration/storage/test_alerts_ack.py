@@ -12,7 +12,7 @@ import pytest
 from pipeline.cli.main import main as run
 from pipeline.config.settings import from_env
 from pipeline.storage import open_history_store
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def test_ack_appends_lead_contacted_and_a_replay_answers_the_alert(
 
 
 def test_ack_publishes_lead_contacted_to_events_sales(
-    db_url: str, tmp_path: Path, broker: EmbeddedBroker, namespace: str, capsys: pytest.CaptureFixture[str]
+    db_url: str, tmp_path: Path, broker: TestBroker, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, alert_id = _hot_lead(tmp_path, db_url)
     settings = from_env({}, bootstrap=broker.bootstrap, topic_prefix=f"{namespace}.")

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from pipeline.config.topics import TopicNames
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.storage import HistoryWriter, upgrade_database
 from pipeline.storage.database import driver_url
 from pipeline.storage.sql.tables import alerts, contacts, transitions
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 from tests.support.kafka import read_topic
 
 from .sink_harness import PrivatePostgres, publish, sample_outputs, sink_process, sink_settings
@@ -57,10 +57,10 @@ def orjson_decode(lines: list[bytes], kind: type) -> list[Any]:
 
 
 def test_the_sink_writes_what_replay_writes_once_and_dead_letters_garbage(
-    broker: EmbeddedBroker, namespace: str, db_url: str, empty_db: str, tmp_path: Path
+    broker: TestBroker, namespace: str, db_url: str, empty_db: str, tmp_path: Path
 ) -> None:
     outputs = sample_outputs()
-    settings = sink_settings(broker.bootstrap, namespace, db_url, sink_batch=300)
+    settings = sink_settings(broker, namespace, db_url, sink_batch=300)
     names = TopicNames.of(settings)
     ensure_topics(settings)
     publish(settings, names.transitions, outputs["transitions"][:900])
@@ -97,14 +97,14 @@ def test_the_sink_writes_what_replay_writes_once_and_dead_letters_garbage(
 
 
 def test_a_database_outage_mid_stream_loses_and_duplicates_nothing(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
     postgres = PrivatePostgres()
     try:
         postgres.start()
         upgrade_database(postgres.url)
         outputs = sample_outputs()
-        settings = sink_settings(broker.bootstrap, namespace, postgres.url, sink_batch=100)
+        settings = sink_settings(broker, namespace, postgres.url, sink_batch=100)
         names = TopicNames.of(settings)
         ensure_topics(settings)
         first, second = outputs["transitions"][:800], outputs["transitions"][800:]

@@ -1,4 +1,4 @@
-"""A streaming pipeline under test: topics on the embedded broker, worker processes, readers.
+"""A streaming pipeline under test: topics on a test broker (Apache Kafka or Tansu), worker processes, readers.
 
 Everything is real: the broker, kafka-python producers and consumers, ``leadflow worker``
 processes started exactly as an operator would start them.
@@ -18,23 +18,24 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.config.settings import Settings, from_env
+from pipeline.config.settings import Settings
 from pipeline.config.topics import CONTACTS_TABLE, TopicNames
 from pipeline.contracts import decode_event
 from pipeline.devtools.demo import free_port, stop_process, wait_ready, worker_process
-from pipeline.kafka.tools import ensure_topics, produce_lines
+from pipeline.kafka.tools import produce_lines
+from pipeline.kafka.topics import ensure_topics
 from pipeline.state_machine import ContactState, Event, decode_state
+from tests.support.brokers import TestBroker, broker_settings
 from tests.support.kafka import read_topic
 
 
 class Pipeline:
     """Topics with a unique prefix plus helpers to run workers and read what they published."""
 
-    def __init__(self, bootstrap: str, namespace: str, workdir: Path, **overrides: Any) -> None:
-        self.settings: Settings = from_env(
-            {},
-            bootstrap=bootstrap,
-            profile="tansu",
+    def __init__(self, broker: TestBroker, namespace: str, workdir: Path, **overrides: Any) -> None:
+        self.broker = broker
+        self.settings: Settings = broker_settings(
+            broker,
             topic_prefix=f"{namespace}.",
             app_id=namespace,
             partitions=4,

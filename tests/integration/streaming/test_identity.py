@@ -25,7 +25,7 @@ from pipeline.kafka.tools import publish_sweep
 from pipeline.offline.replay import replay
 from pipeline.state_machine import ContactState, Event, builtin_model
 from pipeline.state_machine.clock import parse_rfc3339, to_rfc3339
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from .harness import Pipeline, by_id
 
@@ -68,7 +68,7 @@ def feed() -> list[bytes]:
 
 
 def test_sigkill_while_merges_are_in_flight_loses_and_doubles_nothing(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
     lines = feed()
     now = time.time_ns() // 1000
@@ -78,7 +78,7 @@ def test_sigkill_while_merges_are_in_flight_loses_and_doubles_nothing(
     stats = replay(iter(lines), builtin_model(), received_at=now, until=until, out=out, alerts=alerts,
                    deadletter=io.BytesIO(), keep_states=expected_states)
     assert stats.identity_merges == PEOPLE + PEOPLE // 3
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, reorder_window=1.0, sweep_clock="event")
+    pipeline = Pipeline(broker, namespace, tmp_path, reorder_window=1.0, sweep_clock="event")
     crossing = sum(partition_for(f"person-{n}", pipeline.settings.partitions)
                    != partition_for(f"anon:w{n:03d}x", pipeline.settings.partitions) for n in range(PEOPLE))
     assert PEOPLE // 2 < crossing < PEOPLE  # most first links are claims between partitions, some local

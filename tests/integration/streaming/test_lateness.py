@@ -22,7 +22,7 @@ import pytest
 from pipeline.offline.replay import replay
 from pipeline.state_machine import ContactState, resolve_model
 from pipeline.state_machine.clock import parse_rfc3339, to_rfc3339
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from .harness import Pipeline, by_id
 
@@ -39,11 +39,11 @@ def _event(event_id: str, event_type: str, at: int, **properties: object) -> byt
                          "contact_id": "late-lead", "occurred_at": to_rfc3339(at), "properties": properties})
 
 
-def _run(broker: EmbeddedBroker, namespace: str, tmp_path: Path, lateness: float) -> tuple[
+def _run(broker: TestBroker, namespace: str, tmp_path: Path, lateness: float) -> tuple[
         list[bytes], list[dict[str, object]], dict[str, ContactState], dict[str, object], str, int]:
     model = tmp_path / "fast-cooling.toml"
     model.write_text(DEFAULT_MODEL.replace("after_days = 90\n", f"after_days = {QUIET / 86400}\n"))
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, model=str(model), sweep_clock="wall",
+    pipeline = Pipeline(broker, namespace, tmp_path, model=str(model), sweep_clock="wall",
                         sweep_interval=0.25, allowed_lateness=lateness)
     with pipeline.worker() as worker:
         worker.ready()
@@ -72,7 +72,7 @@ def _stage_moves(transitions: list[dict[str, object]]) -> list[tuple[object, ...
 
 
 def test_an_event_late_within_the_allowed_lateness_gives_the_replay_result(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
     lines, transitions, states, stats, exposition, t0 = _run(broker, namespace, tmp_path, lateness=10.0)
     expected, expected_states = _replay(lines, tmp_path / "fast-cooling.toml", t0 + 20 * S)
@@ -86,7 +86,7 @@ def test_an_event_late_within_the_allowed_lateness_gives_the_replay_result(
 
 
 def test_an_event_later_than_the_allowed_lateness_is_applied_after_the_cooling(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
     lines, transitions, _states, stats, exposition, t0 = _run(broker, namespace, tmp_path, lateness=1.0)
     moves = _stage_moves(transitions)

@@ -24,7 +24,7 @@ from pipeline.kafka.tools import publish_sweep
 from pipeline.offline.replay import replay
 from pipeline.state_machine import ContactState, Event, builtin_model, decode_state, snapshot
 from pipeline.state_machine.clock import parse_rfc3339
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from .harness import Pipeline, by_id, per_contact
 
@@ -125,9 +125,9 @@ def assert_equivalent(pipeline: Pipeline, reference: Reference, until: int, work
     assert newest == {c: orjson.loads(msgspec.json.encode(snapshot(s, model))) for c, s in reference.states.items()}
 
 
-def test_streaming_equals_replay(broker: EmbeddedBroker, namespace: str, tmp_path: Path,
+def test_streaming_equals_replay(broker: TestBroker, namespace: str, tmp_path: Path,
                                  sample: list[bytes], reference: Reference, until: int) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, **WINDOW)
+    pipeline = Pipeline(broker, namespace, tmp_path, **WINDOW)
     with pipeline.worker() as worker:
         worker.ready()
         pipeline.publish_in_waves(sample, processed_by(worker))
@@ -141,11 +141,11 @@ def test_streaming_equals_replay(broker: EmbeddedBroker, namespace: str, tmp_pat
 
 
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
-def test_crash_and_restart_lose_nothing(broker: EmbeddedBroker, namespace: str, tmp_path: Path, store: str,
+def test_crash_and_restart_lose_nothing(broker: TestBroker, namespace: str, tmp_path: Path, store: str,
                                         sample: list[bytes], reference: Reference, until: int) -> None:
     if store == "rocksdb":
         pytest.importorskip("rocksdict", reason="the rocksdb store needs rocksdict (the dev extra installs it)")
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, store=store, **WINDOW)
+    pipeline = Pipeline(broker, namespace, tmp_path, store=store, **WINDOW)
     cut = len(sample) * 2 // 5
     with pipeline.worker("first") as worker:
         worker.ready()
@@ -179,9 +179,9 @@ def test_crash_and_restart_lose_nothing(broker: EmbeddedBroker, namespace: str, 
             assert state.events_applied == len(people.get(contact, ())) + state.referrals_converted, contact
 
 
-def test_two_workers_share_the_partitions(broker: EmbeddedBroker, namespace: str, tmp_path: Path,
+def test_two_workers_share_the_partitions(broker: TestBroker, namespace: str, tmp_path: Path,
                                           sample: list[bytes], reference: Reference, until: int) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, **WINDOW)
+    pipeline = Pipeline(broker, namespace, tmp_path, **WINDOW)
     with pipeline.worker("a") as first, pipeline.worker("b") as second:
         first.ready(timeout=120)
         second.ready(timeout=120)
@@ -232,9 +232,9 @@ def good(event_id: str, contact: str, event_type: str, **properties: Any) -> byt
                          "occurred_at": "2025-05-01T10:00:00Z", "properties": properties})
 
 
-def test_bad_input_is_dead_lettered_while_good_events_flow(broker: EmbeddedBroker, namespace: str,
+def test_bad_input_is_dead_lettered_while_good_events_flow(broker: TestBroker, namespace: str,
                                                            tmp_path: Path) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path)
+    pipeline = Pipeline(broker, namespace, tmp_path)
     with pipeline.worker() as worker:
         worker.ready()
         for number, (family, value, _) in enumerate(BAD_INPUTS):
@@ -259,11 +259,11 @@ COOLING_MODEL = (Path(__file__).resolve().parents[3] / "pipeline" / "state_machi
                  / "default.toml").read_text()
 
 
-def test_cooling_sweep_fires_without_an_event(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> None:
+def test_cooling_sweep_fires_without_an_event(broker: TestBroker, namespace: str, tmp_path: Path) -> None:
     # The default model, except that a lead cools off after 4 quiet seconds instead of 90 days.
     model = tmp_path / "fast-cooling.toml"
     model.write_text(COOLING_MODEL.replace("after_days = 90\n", f"after_days = {4 / 86400}\n"))
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, model=str(model), sweep_clock="wall",
+    pipeline = Pipeline(broker, namespace, tmp_path, model=str(model), sweep_clock="wall",
                         sweep_interval=0.5)
     with pipeline.worker() as worker:
         worker.ready()

@@ -17,8 +17,8 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline.config.topics import CONTACTS_TABLE, partition_for
-from pipeline.streaming.embedded_broker import EmbeddedBroker
 from pipeline.streaming.faust_state import table_key
+from tests.support.brokers import TestBroker
 
 from .harness import Pipeline
 
@@ -33,14 +33,17 @@ def _event(event_id: str, contact: str, event_type: str, minute: int, **properti
 
 
 def test_a_poison_event_is_dead_lettered_and_the_partition_goes_on(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, store="rocksdb")
+    pipeline = Pipeline(broker, namespace, tmp_path, store="rocksdb")
     partitions = pipeline.settings.partitions
     poisoned = "poison-1"
     partition = partition_for(poisoned, partitions)
     healthy = [c for c in (f"healthy-{i}" for i in range(200)) if partition_for(c, partitions) == partition][:3]
     changelog = f"{pipeline.settings.app_id}-{CONTACTS_TABLE}-changelog"
+    # Created as the worker would create it (Apache Kafka, as run in production, creates no topic
+    # on first write; Tansu would).
+    broker.create_topics([changelog], partitions=partitions)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     producer.send(changelog, key=table_key(poisoned), value=b"\xc1 not a contact state", partition=partition)
     producer.flush()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from pipeline.state_machine.clock import parse_rfc3339
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from .harness import Pipeline
 
@@ -40,9 +40,9 @@ def _of_type(alerts: list[dict[str, object]], alert_type: str) -> list[dict[str,
 
 
 def test_an_unanswered_alert_escalates_at_respond_by_once_across_crashes(
-    broker: EmbeddedBroker, namespace: str, tmp_path: Path
+    broker: TestBroker, namespace: str, tmp_path: Path
 ) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, model=_fast_model(tmp_path), sweep_clock="wall",
+    pipeline = Pipeline(broker, namespace, tmp_path, model=_fast_model(tmp_path), sweep_clock="wall",
                         sweep_interval=0.5)
     demo = {"event_id": "d1", "event_type": "demo_request", "contact_id": "c-hot", "occurred_at": _now()}
     with pipeline.worker("first") as worker:

@@ -47,21 +47,21 @@ def _run(pipeline: Pipeline, lines: list[bytes]) -> tuple[int, str]:
 
 def test_a_store_from_another_cluster_topic_or_model_is_rebuilt(namespace: str, tmp_path: Path) -> None:
     with EmbeddedBroker(log_dir=tmp_path / "a", cluster_id="tansu_cluster_a") as first:
-        pipeline = Pipeline(first.bootstrap, namespace, tmp_path, store="rocksdb")
+        pipeline = Pipeline(first, namespace, tmp_path, store="rocksdb")
         before, log = _run(pipeline, _signups("a", 6))
         assert before == 0 and DISCARDED not in log
         before, log = _run(pipeline, [])  # the same cluster again: the store is used as it is
         assert before == 6 and DISCARDED not in log, log[-3000:]
 
     with EmbeddedBroker(log_dir=tmp_path / "b", cluster_id="tansu_cluster_b") as second:
-        pipeline = Pipeline(second.bootstrap, namespace, tmp_path, store="rocksdb")
+        pipeline = Pipeline(second, namespace, tmp_path, store="rocksdb")
         before, log = _run(pipeline, _signups("b", 3))
         assert before == 0, "the other cluster's contacts were loaded"
         reason = "it was built from cluster 'tansu_cluster_a', the broker is cluster 'tansu_cluster_b'"
         assert f"{DISCARDED}: {reason}" in log
         before, log = _run(pipeline, [])
         assert before == 3 and DISCARDED not in log
-        pipeline_b2b = Pipeline(second.bootstrap, namespace, tmp_path, store="rocksdb", model="b2b")
+        pipeline_b2b = Pipeline(second, namespace, tmp_path, store="rocksdb", model="b2b")
         before, log = _run(pipeline_b2b, [])
         assert f"{DISCARDED}: it was built by model default@1, this worker runs b2b@1" in log
         assert before == 3  # rebuilt from the changelog (the states themselves are the same)
@@ -69,7 +69,7 @@ def test_a_store_from_another_cluster_topic_or_model_is_rebuilt(namespace: str, 
     # The broker restarted empty with the same cluster id (a memory broker, or topics deleted and
     # recreated): the store's checkpoint is beyond the new changelog's end.
     with EmbeddedBroker(log_dir=tmp_path / "c", cluster_id="tansu_cluster_b") as third:
-        pipeline = Pipeline(third.bootstrap, namespace, tmp_path, store="rocksdb", model="b2b")
+        pipeline = Pipeline(third, namespace, tmp_path, store="rocksdb", model="b2b")
         before, log = _run(pipeline, [])
         assert before == 0
         assert "is at or beyond the changelog's end (0): the topic was recreated or truncated" in log

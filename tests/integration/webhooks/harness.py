@@ -28,14 +28,15 @@ import msgspec
 from aiohttp import web
 from kafka import KafkaProducer
 
-from pipeline.config.settings import Settings, from_env
+from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import stop_process, wait_ready
-from pipeline.kafka.tools import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from pipeline.state_machine import Alert, AlertReason, FirstTouch, Transition
 from pipeline.streaming.embedded_broker import die_with_parent, free_port
 from pipeline.webhooks.service import ensure_deadletter_topic
 from pipeline.webhooks.signature import verify
+from tests.support.brokers import TestBroker, broker_settings
 from tests.support.kafka import read_topic
 
 SECRET = "whsec_test_0123456789abcdef"
@@ -212,15 +213,15 @@ def record_id(value: bytes) -> str:
 class Setup:
     """Topics with a unique prefix, a producer of output records, and deliverer processes."""
 
-    def __init__(self, bootstrap: str, namespace: str, workdir: Path) -> None:
-        self.settings: Settings = from_env(
-            {}, bootstrap=bootstrap, profile="tansu", topic_prefix=f"{namespace}.", app_id=namespace, partitions=2
+    def __init__(self, broker: TestBroker, namespace: str, workdir: Path) -> None:
+        self.settings: Settings = broker_settings(
+            broker, topic_prefix=f"{namespace}.", app_id=namespace, partitions=2
         )
         self.workdir = workdir
         self.names = TopicNames.of(self.settings)
         ensure_topics(self.settings)
         ensure_deadletter_topic(self.settings)
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+        self._producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=2)
         self.logs: list[Path] = []
 
     def close(self) -> None:

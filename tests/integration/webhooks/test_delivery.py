@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
+from pipeline.streaming.embedded_broker import free_port
 from pipeline.webhooks.events import BECAME_HOT, STAGE_CHANGED
+from tests.support.brokers import TestBroker
 
 from .harness import SECRET, Receiver, Setup, alert, record_id, transition, wait_until
 
@@ -30,8 +31,8 @@ start_from = "earliest"
 
 
 @pytest.fixture
-def setup(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> Iterator[Setup]:
-    s = Setup(broker.bootstrap, namespace, tmp_path)
+def setup(broker: TestBroker, namespace: str, tmp_path: Path) -> Iterator[Setup]:
+    s = Setup(broker, namespace, tmp_path)
     yield s
     s.close()
 

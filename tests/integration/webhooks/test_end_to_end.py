@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from ..streaming.harness import Pipeline
 from .harness import SECRET, Receiver, Setup, wait_until
@@ -17,9 +17,9 @@ from .harness import SECRET, Receiver, Setup, wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_events_to_a_verified_webhook(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, sweep_clock="event")
-    setup = Setup(broker.bootstrap, namespace, tmp_path)
+def test_events_to_a_verified_webhook(broker: TestBroker, namespace: str, tmp_path: Path) -> None:
+    pipeline = Pipeline(broker, namespace, tmp_path, sweep_clock="event")
+    setup = Setup(broker, namespace, tmp_path)
     crm = Receiver().start()
     try:
         config = setup.config(f"""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.kafka.tools import publish_sweep
-from pipeline.streaming.embedded_broker import EmbeddedBroker
+from tests.support.brokers import TestBroker
 
 from ..streaming.harness import Pipeline
 from .harness import SECRET, Receiver, Setup, wait_until
@@ -20,9 +20,9 @@ from .harness import SECRET, Receiver, Setup, wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_the_escalation_goes_to_the_sales_manager(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> None:
-    pipeline = Pipeline(broker.bootstrap, namespace, tmp_path, sweep_clock="event")
-    setup = Setup(broker.bootstrap, namespace, tmp_path)
+def test_the_escalation_goes_to_the_sales_manager(broker: TestBroker, namespace: str, tmp_path: Path) -> None:
+    pipeline = Pipeline(broker, namespace, tmp_path, sweep_clock="event")
+    setup = Setup(broker, namespace, tmp_path)
     crm, manager = Receiver().start(), Receiver().start()
     try:
         config = setup.config(f"""
