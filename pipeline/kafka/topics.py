@@ -216,6 +216,26 @@ def _describe(
     return shapes, configs
 
 
+@dataclass(frozen=True, slots=True)
+class TopicShape:
+    """An existing topic as the cluster describes it."""
+
+    partitions: int
+    replicas: int  # the smallest replica count of its partitions
+    configs: dict[str, str]
+
+
+def describe_topics(settings: Settings, topics: list[str]) -> dict[str, TopicShape]:
+    """The existing ones of ``topics``: partitions, replicas and every config value."""
+    admin = _admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        shapes, configs = _describe(admin, [name for name in topics if name in existing])
+    finally:
+        admin.close()
+    return {name: TopicShape(p, r, configs.get(name, {})) for name, (p, r) in shapes.items()}
+
+
 def topic_differences(settings: Settings) -> list[str]:
     """What differs between the existing Leadflow topics (and the contact table's changelog) and
     what Leadflow needs, one line each, e.g. ``lead.contacts: cleanup.policy is delete, Leadflow

@@ -445,7 +445,9 @@ class LocalKafka:
             if self.security is not None:
                 for name, password in self.security.scram_users.items():
                     scram += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
-            command = self._java(node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(config), *scram)
+            # --cluster-id=...: an id may begin with "-", which argparse would read as an option
+            args = ["format", f"--cluster-id={cluster}", "-c", str(config), *scram]
+            command = self._java(node, "kafka.tools.StorageTool", *args)
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
@@ -516,6 +518,31 @@ class LocalKafka:
             f"Apache Kafka on {self.bootstrap} was not ready within {timeout:.0f}s (last: {last!r}); "
             f"logs under {self.data_dir}:\n{self.log_tail(min(wanted) if wanted else 1)}"
         )
+
+    def wait_fully_replicated(self, timeout: float = 120.0) -> None:
+        """Wait until every partition of every topic has all its replicas in sync (what an
+        operator waits for between two brokers of a rolling restart)."""
+        deadline = time.monotonic() + timeout
+        lagging: list[str] = []
+        while time.monotonic() < deadline:
+            admin = self._admin()
+            try:
+                described = admin.describe_topics(list(admin.list_topics()))
+            except Exception:  # a broker is still starting: ask again
+                described = None
+            finally:
+                admin.close()
+            if described is not None:
+                lagging = [
+                    f"{t['name']}/{p['partition_index']}"
+                    for t in described
+                    for p in t.get("partitions", [])
+                    if set(p.get("isr_nodes", [])) != set(p.get("replica_nodes", []))
+                ]
+                if not lagging:
+                    return
+            time.sleep(0.5)
+        raise LocalKafkaError(f"partitions not fully replicated within {timeout:.0f}s: {lagging[:10]}")
 
     def stop_node(self, node_id: int, sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
         """Stop one node: ``SIGTERM`` is a controlled shutdown (leadership moved first),

@@ -1,6 +1,8 @@
 """The broker goes away under load: 503 with Retry-After, never 202 for an event not in Kafka.
 
-Each test starts its OWN embedded broker (stopping the session broker would break other tests).
+Each test starts its OWN embedded broker (stopping the session broker would break other tests), so
+these run on Tansu only; the same promise on Apache Kafka, through a broker of a three-broker
+cluster killed and a rolling restart, is tested in ``tests/integration/cluster``.
 Tansu keeps everything in memory, so a stopped broker loses its data and a restarted one (same
 port) starts empty. The tests are built around that:
 
@@ -15,147 +17,39 @@ port) starts empty. The tests are built around that:
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import pytest
 
-from pipeline.config.settings import Settings
 from pipeline.config.topics import TopicNames
 from pipeline.kafka.topics import ensure_topics
 from pipeline.streaming.embedded_broker import EmbeddedBroker
-from tests.support.brokers import TestBroker
 
 from .conftest import collector_config, collector_settings
-from .harness import Collector, LiveReader, envelope, read_records, running_collector
+from .harness import LiveReader, envelope, running_collector
+from .traffic import PUBLISH_TIMEOUT, RETRY_AFTER, Traffic, assert_only_202_or_503, topic_ids
 
 pytestmark = pytest.mark.integration
-RETRY_AFTER = 3
-PUBLISH_TIMEOUT = 1.5
-
-
-@dataclass
-class Outcome:
-    phase: str
-    status: int
-    event_ids: list[str]
-    retry_after: str | None
-    error_code: str | None
-
-
-@dataclass
-class Traffic:
-    """``senders`` threads posting batches of 5 new events while ``running`` is set."""
-
-    collector: Collector
-    senders: int = 4
-    phase: str = "start"
-    outcomes: list[Outcome] = field(default_factory=list)
-    running: threading.Event = field(default_factory=threading.Event)
-    _done: threading.Event = field(default_factory=threading.Event)
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    inflight: int = 0
-
-    def __post_init__(self) -> None:
-        for n in range(self.senders):
-            thread = threading.Thread(target=self._send_loop, name=f"sender-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _send_loop(self) -> None:
-        while not self._done.is_set():
-            if not self.running.wait(0.05):
-                continue
-            phase = self.phase
-            with self._lock:
-                ids = [f"{phase}-{next(self._ids)}" for _ in range(5)]
-                self.inflight += 1
-            body = orjson.dumps([envelope(i, contact_id=f"c-{i[-1]}") for i in ids])
-            try:
-                reply = self.collector.post("website", body)
-                code = orjson.loads(reply.body).get("error_code") if reply.status != 202 else None
-                outcome = Outcome(phase, reply.status, ids, reply.headers.get("retry-after"), code)
-            except OSError as exc:  # never expected: the collector itself stays up
-                outcome = Outcome(phase, -1, ids, None, repr(exc))
-            with self._lock:
-                self.outcomes.append(outcome)
-                self.inflight -= 1
-
-    def run_for(self, phase: str, seconds: float) -> None:
-        self.phase = phase
-        self.running.set()
-        time.sleep(seconds)
-
-    def pause(self) -> None:
-        """Stop sending and wait until every request in flight has its answer."""
-        self.running.clear()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            time.sleep(0.1)  # a sender between wait() and its increment shows up within this
-            with self._lock:
-                if self.inflight == 0:
-                    return
-        raise AssertionError("requests still in flight after 60 s")
-
-    def stop(self) -> None:
-        self.running.clear()
-        self._done.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def of(self, phase: str, status: int | None = None) -> list[Outcome]:
-        with self._lock:
-            return [o for o in self.outcomes if o.phase == phase and (status is None or o.status == status)]
-
-    def summary(self) -> str:
-        """``phase: status×count`` for the test log (shown with -s or on failure)."""
-        with self._lock:
-            counts: dict[tuple[str, int], int] = {}
-            for o in self.outcomes:
-                counts[(o.phase, o.status)] = counts.get((o.phase, o.status), 0) + 1
-        return ", ".join(f"{phase} {status}×{n}" for (phase, status), n in counts.items())
-
-    def accepted_ids(self, phase: str | None = None) -> set[str]:
-        with self._lock:
-            return {i for o in self.outcomes if o.status == 202 and phase in (None, o.phase) for i in o.event_ids}
-
-
-def freeze(broker: TestBroker) -> None:
+def freeze(broker: EmbeddedBroker) -> None:
     assert broker.pid is not None
     os.killpg(broker.pid, signal.SIGSTOP)
 
 
-def thaw(broker: TestBroker) -> None:
+def thaw(broker: EmbeddedBroker) -> None:
     assert broker.pid is not None
     os.killpg(broker.pid, signal.SIGCONT)
 
 
-def kill(broker: TestBroker) -> None:
+def kill(broker: EmbeddedBroker) -> None:
     """SIGKILL (works on a frozen process: it can acknowledge nothing more), then reap it."""
     assert broker.pid is not None
     os.killpg(broker.pid, signal.SIGKILL)
     broker.stop()
-
-
-def assert_only_202_or_503(outcomes: list[Outcome]) -> None:
-    for outcome in outcomes:
-        assert outcome.status in (202, 503), outcome
-        if outcome.status == 503:
-            assert outcome.retry_after == str(RETRY_AFTER) and outcome.error_code == "broker_unavailable", outcome
-
-
-def topic_ids(settings: Settings) -> set[str]:
-    topic = TopicNames.of(settings).inputs["website"]
-    return {value["event_id"] for _, value in read_records(settings, topic, expect=0, quiet=1.0, timeout=60)}
 
 
 def own_broker(tmp_path: Path, name: str, port: int | None = None) -> EmbeddedBroker:
@@ -260,14 +154,15 @@ def test_collector_started_before_the_broker_answers_503_then_accepts(tmp_path: 
     from pipeline.streaming.embedded_broker import free_port
 
     port = free_port()
-    settings = collector_settings(f"127.0.0.1:{port}", "late")
+    not_started = EmbeddedBroker(log_dir=tmp_path / "broker", port=port)  # its address, before it runs
+    settings = collector_settings(not_started, "late")
     config = collector_config(publish_timeout=PUBLISH_TIMEOUT, retry_after=RETRY_AFTER)
     with running_collector(settings, config, tmp_path / "collector.log", ready=False) as collector:
         assert collector.request("GET", "/readyz").status == 503
         early = collector.post("website", orjson.dumps(envelope("early-1")))
         assert early.status == 503 and early.headers["retry-after"] == str(RETRY_AFTER)
         assert early.json["error_code"] == "broker_unavailable"
-        broker = own_broker(tmp_path, "broker", port=port)
+        broker = not_started.start()
         try:
             ensure_topics(settings)
             collector.wait_ready(timeout=60)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from pipeline.config.settings import Settings
 from pipeline.config.topics import CONTACTS_TABLE, TopicNames
@@ -131,16 +132,21 @@ class Pipeline:
             meta = future.get(timeout=30)
             tp = TopicPartition(meta.topic, meta.partition)
             wanted[tp] = max(wanted.get(tp, 0), meta.offset + 1)
-        deadline = time.monotonic() + 60
+        timeout = 120.0  # a broker's death moves leaders and coordinators: allow for the election
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             committed: dict[TopicPartition, int] = {}
-            for group in groups:  # one group per call: Tansu answers OffsetFetch below v8
-                for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items():
-                    committed[tp] = meta.offset
+            try:
+                for group in groups:  # one group per call: Tansu answers OffsetFetch below v8
+                    for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items():
+                        committed[tp] = meta.offset
+            except KafkaError:  # the group's coordinator moved (a broker died): ask again
+                time.sleep(0.2)
+                continue
             if all(committed.get(tp, -1) >= offset for tp, offset in wanted.items()):
                 return
             time.sleep(0.01)
-        raise AssertionError(f"ingest did not commit a wave within 60 s: {wanted}")
+        raise AssertionError(f"ingest did not commit a wave within {timeout:.0f} s: {wanted}")
 
     def publish(self, lines: list[bytes], rate: float | None = None) -> int:
         report = produce_lines(((f"line:{i}", line) for i, line in enumerate(lines, 1)), self.settings, pace=rate)

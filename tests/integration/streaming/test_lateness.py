@@ -47,7 +47,10 @@ def _run(broker: TestBroker, namespace: str, tmp_path: Path, lateness: float) ->
                         sweep_interval=0.25, allowed_lateness=lateness)
     with pipeline.worker() as worker:
         worker.ready()
-        t0 = (time.time_ns() // 1000) // S * S
+        # T0 is the next whole second, and the signup is sent at T0: only its path through the
+        # pipeline counts as its lateness (a T0 in the past would add up to a second to it).
+        t0 = ((time.time_ns() // 1000) // S + 1) * S
+        time.sleep(max(0.0, t0 / S - time.time()))
         lines = [_event("signup-1", "signup", t0), _event("download-1", "content_download", t0 + 3 * S, asset_id="a")]
         pipeline.publish(lines[:1])
         time.sleep(max(0.0, (t0 + 9 * S) / S - time.time()))

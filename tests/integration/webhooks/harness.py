@@ -215,7 +215,8 @@ class Setup:
 
     def __init__(self, broker: TestBroker, namespace: str, workdir: Path) -> None:
         self.settings: Settings = broker_settings(
-            broker, topic_prefix=f"{namespace}.", app_id=namespace, partitions=2
+            # The partitions of the streaming harness (a test may run a pipeline on the same topics).
+            broker, topic_prefix=f"{namespace}.", app_id=namespace, partitions=4
         )
         self.workdir = workdir
         self.names = TopicNames.of(self.settings)

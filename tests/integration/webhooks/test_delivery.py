@@ -92,6 +92,9 @@ def test_a_receiver_down_then_up_gets_everything_each_delivery_verifiable(
             assert request.headers["Leadflow-Event"] == event
         wait_until(lambda: deliverer.metric("leadflow_webhook_deliveries_total", subscription="crm",
                                             outcome="delivered") >= len(wanted), 10, "delivered metric")
+        # Filtered records are counted as the deliverer reads them, which may be after the deliveries.
+        wait_until(lambda: deliverer.metric("leadflow_webhook_records_total", subscription="crm",
+                                            result="filtered") >= 10, 30, "filtered metric")
         assert deliverer.metric("leadflow_webhook_records_total", subscription="crm", result="filtered") == 10
         assert deliverer.metric("leadflow_webhook_delivery_latency_seconds_count", subscription="crm") >= len(wanted)
         assert deliverer.stop() == 0, "SIGTERM is a clean stop"
