@@ -55,11 +55,11 @@ ENV_LIBS = "LEADFLOW_KAFKA_LIBS"
 ENV_CACHE = "LEADFLOW_CACHE"
 
 #: Logging bindings by Kafka major version: 3.x logs through slf4j 1.7 to reload4j, 4.x through
-#: slf4j 2 to log4j 2 (what Apache's own distribution ships in libs/).
+#: slf4j 1.7 to log4j 2 (what Apache's own distribution ships in libs/).
 _LOGGING = {
     3: [("org.slf4j", "slf4j-reload4j", "1.7.36")],
     4: [
-        ("org.apache.logging.log4j", "log4j-slf4j2-impl", "2.24.3"),
+        ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3"),
         ("org.apache.logging.log4j", "log4j-core", "2.24.3"),
     ],
 }
@@ -87,23 +87,18 @@ log4j.logger.org.apache.kafka.controller=INFO
 log4j.logger.state.change.logger=WARN
 """
 
-_LOG4J2 = """Configuration:
-  Appenders:
-    File:
-      name: file
-      fileName: "{log}"
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: INFO
-      AppenderRef:
-        - ref: file
-    Logger:
-      - name: kafka.request.logger
-        level: WARN
-      - name: state.change.logger
-        level: WARN
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
 """
 
 
@@ -398,7 +393,7 @@ class LocalKafka:
         path = node.directory / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in self._properties(node).items()))
         if _major(self.version) >= 4:
-            (node.directory / "log4j2.yaml").write_text(_LOG4J2.format(log=node.log_path))
+            (node.directory / "log4j2.properties").write_text(_LOG4J2.format(log=node.log_path))
         else:
             (node.directory / "log4j.properties").write_text(_LOG4J1.format(log=node.log_path))
         if self.security is not None:
@@ -415,7 +410,7 @@ class LocalKafka:
                 "Java (17 or newer) is needed to run Apache Kafka: install it (Debian: openjdk-17-jre-headless)"
             )
         if _major(self.version) >= 4:
-            logging = f"-Dlog4j2.configurationFile={node.directory / 'log4j2.yaml'}"
+            logging = f"-Dlog4j2.configurationFile={node.directory / 'log4j2.properties'}"
         else:
             logging = f"-Dlog4j.configuration=file:{node.directory / 'log4j.properties'}"
         return [

@@ -13,10 +13,7 @@ from pipeline.streaming.app import build_worker
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     """Build the Faust app for ``settings`` and run it; returns the process exit code."""
-    from pipeline.ops import taskdump
-
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    taskdump.install()  # kill -USR1: where every coroutine waits (a stalled worker's diagnosis)
     worker = build_worker(settings)
     logging.getLogger("leadflow").setLevel(loglevel.upper())
     faust_worker = FaustWorker(
