@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo kafka services replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
+.PHONY: up demo kafka services test-kafka4 replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
@@ -65,6 +65,12 @@ kafka: $(STAMP)
 ## broker and real databases).
 test: $(STAMP) system-deps services lint typecheck
 	$(VENV)/bin/pytest -q
+
+## The equivalence and crash tests on Apache Kafka 4.x (KAFKA4 picks the version), Kafka only.
+KAFKA4 ?= 4.4.0
+test-kafka4: $(STAMP) services
+	LEADFLOW_KAFKA_VERSION=$(KAFKA4) LEADFLOW_TEST_BROKERS=kafka $(VENV)/bin/pytest -q \
+	  tests/integration/streaming/test_pipeline.py -k "equals_replay or crash"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests benchmarks

@@ -21,15 +21,28 @@ from pipeline.config.topics import TopicNames
 from pipeline.state_machine import SOURCES
 
 
-def cluster_id(settings: Settings) -> str | None:
-    """The cluster id the broker reports (``DescribeCluster``); raises when it cannot be reached."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin",
-                             **settings.security.kafka_python())
-    try:
-        found = admin.describe_cluster().get("cluster_id")
-        return str(found) if found is not None else None
-    finally:
-        admin.close()
+def cluster_id(settings: Settings, patience: float = 60.0) -> str | None:
+    """The cluster id the broker reports (``DescribeCluster``). A broker of the bootstrap list
+    that is down (a rolling restart, a leader killed) is not an answer: it asks again, a new
+    client each time, for up to ``patience`` seconds, then raises the last error."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-admin",
+                                     **settings.security.kafka_python())
+            try:
+                found = admin.describe_cluster().get("cluster_id")
+                return str(found) if found is not None else None
+            finally:
+                admin.close()
+        except (KafkaError, OSError):
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @dataclass(slots=True)

@@ -21,6 +21,8 @@ BROKERS = ("kafka", "tansu")
 class TestBroker(Protocol):
     """What a test needs of a running broker (EmbeddedBroker and LocalKafka both are one)."""
 
+    __test__ = False  # a Protocol named Test*, not a test class
+
     @property
     def bootstrap(self) -> str: ...
 

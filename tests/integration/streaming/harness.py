@@ -72,12 +72,12 @@ class Pipeline:
         is published in a wave of its own, and, given ``processed`` (events the workers applied or
         skipped as duplicates), only once the processor has taken every valid event published
         before it (the link's claim resolved), and the next wave only once it has taken it too."""
-        from kafka import KafkaAdminClient, KafkaProducer
+        from kafka import KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all", linger_ms=2,
                                  batch_size=self.settings.broker.producer_batch_bytes,
                                  max_in_flight_requests_per_connection=1)
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
+        admin = _Admin(self.settings.bootstrap)
         groups = [f"{self.settings.app_id}-ingest-{family}" for family in self.names.inputs]
         waves, wave, families = 0, [], {}
         linked: dict[str, str] = {}  # anonymous id -> the contact it was first linked to
@@ -141,6 +141,7 @@ class Pipeline:
                     for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items():
                         committed[tp] = meta.offset
             except KafkaError:  # the group's coordinator moved (a broker died): ask again
+                admin.renew()
                 time.sleep(0.2)
                 continue
             if all(committed.get(tp, -1) >= offset for tp, offset in wanted.items()):
@@ -202,6 +203,32 @@ class Pipeline:
             return states
         finally:
             consumer.close()
+
+
+class _Admin:
+    """A kafka-python admin client that can be renewed: kafka-python 3.0 caches each group's
+    coordinator for the client's lifetime (``ClusterMetadata._coordinators`` is never cleared),
+    so after the coordinator's broker died every OffsetFetch goes to the dead (then restarted,
+    no longer coordinating) broker. A new client asks FindCoordinator again."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from kafka import KafkaAdminClient
+
+        self.bootstrap = bootstrap
+        self.client = KafkaAdminClient(bootstrap_servers=bootstrap)
+
+    def list_group_offsets(self, groups: dict[str, None]) -> Any:
+        return self.client.list_group_offsets(groups)
+
+    def renew(self) -> None:
+        from kafka import KafkaAdminClient
+
+        with contextlib.suppress(Exception):
+            self.client.close()
+        self.client = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class Worker:
