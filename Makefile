@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo kafka services test-kafka4 replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
+.PHONY: up demo kafka services test-kafka4 test-cluster replay-demo test lint typecheck unit integration bench bench-stream bench-funnel bench-sink bench-collector bench-collector-abuse bench-webhooks bench-soak clean sample system-deps
 
 # System packages the tests use: Chromium (headless rendering of the funnel report and the browser
 # tracker), Prometheus (promtool checks and a live scrape), wrk (collector load benchmark),
@@ -71,6 +71,10 @@ KAFKA4 ?= 4.4.0
 test-kafka4: $(STAMP) services
 	LEADFLOW_KAFKA_VERSION=$(KAFKA4) LEADFLOW_TEST_BROKERS=kafka $(VENV)/bin/pytest -q \
 	  tests/integration/streaming/test_pipeline.py -k "equals_replay or crash"
+
+## Every fault test of the three-broker cluster, the ones not yet green included.
+test-cluster: $(STAMP) services
+	LEADFLOW_CLUSTER_FAULTS=1 $(VENV)/bin/pytest -q tests/integration/cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests benchmarks

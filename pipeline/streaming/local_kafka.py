@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -469,6 +470,10 @@ class LocalKafka:
     def _spawn(self, node: _Node) -> None:
         self._write_config(node)  # the ports stay; a restart reads the same file
         command = self._java(node, "kafka.Kafka", str(node.directory / "server.properties"))
+        # Linux sends the parent-death signal when the *thread* that started the child exits: a
+        # node restarted from a short-lived thread (a test's fault injector) would be killed with
+        # it. Only the main thread's children get it; the others are stopped by stop() / atexit.
+        main = threading.current_thread() is threading.main_thread()
         with open(node.directory / "stdout.log", "ab") as out:
             node.process = subprocess.Popen(
                 command,
@@ -476,7 +481,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_node_dies_with_parent,
+                preexec_fn=_node_dies_with_parent if main else None,
             )
 
     def wait_ready(self, timeout: float = 90.0, nodes: Iterable[int] | None = None) -> None:

@@ -141,7 +141,10 @@ def test_the_code_accepts_exactly_what_the_schema_accepts(case: tuple[str | None
     decoded = decode_event(raw, family=family, received_at=FAR_FUTURE)
     schema_errors = [e.message for e in validator.iter_errors(document)]
     detail = decoded.error_detail if isinstance(decoded, DeadLetter) else ""
-    assert isinstance(decoded, Event) == (not schema_errors), (document, schema_errors, detail)
+    # One rule spans two fields and JSON Schema cannot state it (draft 2020-12 compares a value
+    # with constants only): a discount may not exceed the order's amount. The code alone rejects it.
+    cross_field = not schema_errors and "must be at most amount" in detail
+    assert isinstance(decoded, Event) == (not schema_errors) or cross_field, (document, schema_errors, detail)
     fast = fast_event(raw, family, FAR_FUTURE)
     if fast is not None:  # the fast path never accepts what the exact rules reject, nor differs
         assert fast == validate_envelope(document, family, FAR_FUTURE)
