@@ -54,6 +54,9 @@ system-deps:
 ## ~/.cache/leadflow (the test fixtures start the Kafka nodes themselves).
 services: $(STAMP)
 	scripts/postgres-up
+	@# Apache Kafka: `leadflow kafka --fetch` runs `mvn dependency:copy-dependencies` for
+	@# org.apache.kafka:kafka_2.13 (pinned) + a logging binding from Maven Central into the cache;
+	@# the test fixtures start the KRaft nodes with `java -cp 'libs/*' kafka.Kafka`.
 	@echo "kafka jars: $$($(VENV)/bin/leadflow kafka --fetch)"
 
 ## Apache Kafka on this machine without Docker (KRaft, cached jars) on localhost:9092, for trying the

@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.streaming.embedded_broker import EmbeddedBroker
 from pipeline.streaming.local_kafka import LocalKafka
+from tests.integration.streaming.equivalence import Reference, load_sample, sample_end
 from tests.support.brokers import TestBroker, selected_brokers
 
 _counter = itertools.count(1)
@@ -46,3 +47,20 @@ def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def namespace() -> str:
     """A unique name for this test's topics and consumer groups."""
     return f"t{os.getpid()}x{next(_counter)}"
+
+# The shipped sample and what `leadflow replay` makes of it (the equivalence tests' reference).
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[bytes]:
+    return load_sample()
+
+
+@pytest.fixture(scope="module")
+def until(sample: list[bytes]) -> int:
+    return sample_end(sample)
+
+
+@pytest.fixture(scope="module")
+def reference(sample: list[bytes], until: int) -> Reference:
+    return Reference(sample, until)

@@ -34,9 +34,7 @@ from tests.integration.streaming.equivalence import (
     Reference,
     assert_each_event_applied_once,
     assert_equivalent,
-    load_sample,
     processed_by,
-    sample_end,
 )
 from tests.integration.streaming.harness import Pipeline
 from tests.support.brokers import broker_settings
@@ -63,21 +61,6 @@ def every_node_up_again(cluster: LocalKafka) -> Iterator[None]:
         if cluster.pid_of(node.node_id) is None:
             cluster.start_node(node.node_id)
     cluster.wait_fully_replicated()
-
-
-@pytest.fixture(scope="module")
-def sample() -> list[bytes]:
-    return load_sample()
-
-
-@pytest.fixture(scope="module")
-def until(sample: list[bytes]) -> int:
-    return sample_end(sample)
-
-
-@pytest.fixture(scope="module")
-def reference(sample: list[bytes], until: int) -> Reference:
-    return Reference(sample, until)
 
 
 def _namespace(name: str) -> str:

@@ -25,28 +25,11 @@ from .equivalence import (
     Reference,
     assert_each_event_applied_once,
     assert_equivalent,
-    load_sample,
     processed_by,
-    sample_end,
 )
 from .harness import Pipeline
 
 pytestmark = pytest.mark.integration
-
-@pytest.fixture(scope="module")
-def sample() -> list[bytes]:
-    return load_sample()
-
-
-@pytest.fixture(scope="module")
-def until(sample: list[bytes]) -> int:
-    return sample_end(sample)
-
-
-@pytest.fixture(scope="module")
-def reference(sample: list[bytes], until: int) -> Reference:
-    return Reference(sample, until)
-
 
 def test_streaming_equals_replay(broker: TestBroker, namespace: str, tmp_path: Path,
                                  sample: list[bytes], reference: Reference, until: int) -> None:
