@@ -96,6 +96,7 @@ class Steady:
     behind: int  # most events the producer was behind its schedule
     plot: Path
     rtt: list[float]  # the broker's produce round trips over the run (ms)
+    label: str = ""  # the broker it ran on
 
     def latencies(self, since: float = 0.0) -> list[float]:
         """ms per probe sent at least ``since`` s into the load (inf = never alerted)."""
@@ -108,7 +109,7 @@ class Steady:
 
 
 def run(base: Settings, rate: float, contacts: int, seconds: float, every: float, drain: float, plot: Path,
-        workdir: Path, broker_pid: int | None) -> Steady:
+        workdir: Path, broker_pid: int | None, label: str = "") -> Steady:
     tag = "steady"
     settings = base.with_(sweep_clock="wall", app_id=f"{base.app_id}-{tag}", web_port=free_port(),
                           topic_prefix=f"{base.topic_prefix}{tag}.", data_dir=str(workdir / f"data-{tag}"))
@@ -168,6 +169,7 @@ def run(base: Settings, rate: float, contacts: int, seconds: float, every: float
             rtt.stop()
     assert publisher is not None
     result = _result(rate, contacts, seconds, intervals, publisher, listener, rtt, started, plot)
+    result.label = label
     write_plot(result)
     return result
 
@@ -231,6 +233,19 @@ def _line(i: Interval) -> str:
             f"produce rtt p50 {i.broker_rtt_p50_ms:4.0f} p99 {i.broker_rtt_p99_ms:5.0f} ms")
 
 
+#: An interval is part of a delivery wave when an alert it received, or a probe still waiting at
+#: its end, is at least this old: the probes are sent every 100 ms, so a healthy worker alerts
+#: each within a few tens of milliseconds.
+WAVE_MS = 1000.0
+
+
+def waves(result: Steady) -> tuple[int, int]:
+    """(intervals in a delivery wave, intervals): how often probes waited a second or more."""
+    hit = sum(1 for i in result.intervals
+              if (math.isfinite(i.max_ms) and i.max_ms >= WAVE_MS) or i.oldest_pending_ms >= WAVE_MS)
+    return hit, len(result.intervals)
+
+
 def slope_per_minute(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of ys over xs (seconds), per minute."""
     if len(xs) < 2:
@@ -250,7 +265,8 @@ def summary(result: Steady) -> list[str]:
     def alerted(values: list[float]) -> str:
         return f"{sum(math.isfinite(v) for v in values)}/{len(values)} probes alerted"
 
-    rows = [f"(h) steady load: {result.rate:,.0f} events/s target over {result.contacts:,} contacts for "
+    on = f" on {result.label}" if result.label else ""
+    rows = [f"(h) steady load{on}: {result.rate:,.0f} events/s target over {result.contacts:,} contacts for "
             f"{result.seconds:g} s, a demo_request probe every {PROBE_INTERVAL * 1000:.0f} ms (goal p99 <= "
             f"{GOAL_P99_MS:.0f} ms, consumer lag flat)"]
     for name, values in (("whole run", everything), ("last half", last_half)):
@@ -283,6 +299,9 @@ def summary(result: Steady) -> list[str]:
     if share < 0.97:
         rows.append(f"    WARNING: the producer itself could not sustain {result.rate:,.0f} events/s on this "
                     f"machine; the figures above are for {result.achieved:,.0f} events/s")
+    hit, of = waves(result)
+    rows.append(f"    delivery waves       : {hit} of {of} intervals had a probe {WAVE_MS:,.0f} ms or more old "
+                f"(alerted or still waiting)")
     rows.append(f"    plot: {result.plot}")
     return rows
 
@@ -305,7 +324,8 @@ def write_plot(result: Steady) -> None:
         ("achieved input rate (events/s)", [("input", [i.input_rate for i in intervals], "#1f77b4")]),
     ], x_label="s", x_scale=1.0)
     result.plot.parent.mkdir(parents=True, exist_ok=True)
-    title = (f"bench-stream steady load: {result.rate:,.0f} events/s, {result.contacts:,} contacts, "
+    title = (f"bench-stream steady load{' on ' + result.label if result.label else ''}: "
+             f"{result.rate:,.0f} events/s, {result.contacts:,} contacts, "
              f"{result.seconds:g} s ({time.strftime('%Y-%m-%d %H:%M')})")
     result.plot.write_text(html_page(title, svg, summary(result)))
     with open(result.plot.with_suffix(".csv"), "w", newline="") as handle:

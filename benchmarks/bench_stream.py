@@ -71,19 +71,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import brokers
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from loadgen import AlertListener, cpu_seconds, stop_on_signals
 
-from pipeline.config.profiles import TANSU
+from pipeline.config.profiles import BrokerProfile
 from pipeline.config.settings import Settings, from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import stop_process, wait_ready, worker_process
 from pipeline.devtools.simulator import simulate
 from pipeline.kafka.topics import ensure_topics
-from pipeline.streaming.embedded_broker import EmbeddedBroker, die_with_parent, free_port
+from pipeline.streaming.embedded_broker import die_with_parent, free_port
 
 PARTITIONS = 4
 PROBE_INTERVAL = 0.1  # seconds between demo_request probes in (d)
@@ -91,19 +92,21 @@ WEBSITE = {"page_view", "form_submit", "signup", "content_download", "demo_reque
            "offer_claimed", "event_attended", "add_to_cart", "checkout_start", "membership_joined",
            "review_submitted"}
 
-NAIVE_AGENT = f'''
+def naive_agent_code(profile: BrokerProfile) -> str:
+    """The naive agent's script, with the client settings of the broker's profile."""
+    return f'''
 import os, time, faust, orjson
 from pipeline.streaming.faust_tuning import LeadflowTransport
 bootstrap, topic = os.environ["NAIVE_BOOTSTRAP"], os.environ["NAIVE_TOPIC"]
 total = int(os.environ["NAIVE_TOTAL"])
 app = faust.App(os.environ["NAIVE_APP"], broker=f"kafka://{{bootstrap}}", store="memory://",
                 topic_partitions={PARTITIONS}, topic_replication_factor=1,
-                broker_session_timeout={TANSU.session_timeout_ms / 1000},
-                broker_heartbeat_interval={TANSU.heartbeat_interval_ms / 1000},
-                broker_rebalance_timeout={TANSU.rebalance_timeout_ms / 1000},
+                broker_session_timeout={profile.session_timeout_ms / 1000},
+                broker_heartbeat_interval={profile.heartbeat_interval_ms / 1000},
+                broker_rebalance_timeout={profile.rebalance_timeout_ms / 1000},
                 consumer_auto_offset_reset="earliest", web_enabled=False,
                 producer_max_batch_size=int(os.environ["NAIVE_BATCH_BYTES"]))
-app.transport = LeadflowTransport(app.conf.broker_consumer, app, fetch_max_wait_ms={TANSU.fetch_max_wait_ms})
+app.transport = LeadflowTransport(app.conf.broker_consumer, app, fetch_max_wait_ms={profile.fetch_max_wait_ms})
 source = app.topic(topic, value_serializer="raw")
 contacts = app.Table("naive-contacts", default=dict)
 seen = [0, 0.0]
@@ -241,9 +244,9 @@ class Measured:
 # ----------------------------------------------------------------------------- (a) raw ceiling
 
 
-async def _raw(bootstrap: str, topic: str, total: int) -> tuple[int, float]:
+async def _raw(bootstrap: str, topic: str, total: int, fetch_wait_ms: int) -> tuple[int, float]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=TANSU.fetch_max_wait_ms,
+                                fetch_max_wait_ms=fetch_wait_ms,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
@@ -263,13 +266,14 @@ async def _raw(bootstrap: str, topic: str, total: int) -> tuple[int, float]:
         await consumer.stop()
 
 
-def raw_ceiling(bootstrap: str, topic: str, total: int, broker_pid: int | None, passes: int = 3) -> Measured:
+def raw_ceiling(bootstrap: str, topic: str, total: int, broker_pid: int | None, fetch_wait_ms: int,
+                passes: int = 3) -> Measured:
     """Best of ``passes`` (each well under a second at 100,000 events: the noise of this shared
     machine would dominate a single pass)."""
     best: Measured | None = None
     for _ in range(passes):
         cpu0, own0, wall0 = cpu_seconds(broker_pid), time.process_time(), time.perf_counter()
-        count, seconds = asyncio.run(_raw(bootstrap, topic, total))
+        count, seconds = asyncio.run(_raw(bootstrap, topic, total, fetch_wait_ms))
         wall = time.perf_counter() - wall0
         measured = Measured(count / seconds, seconds, {"reader": (time.process_time() - own0) / wall,
                                                        "broker": (cpu_seconds(broker_pid) - cpu0) / wall})
@@ -283,9 +287,10 @@ def raw_ceiling(bootstrap: str, topic: str, total: int, broker_pid: int | None, 
 
 
 def naive_agent(bootstrap: str, topic: str, total: int, workdir: Path, batch_bytes: int,
-                stack: contextlib.ExitStack, broker_pid: int | None, profile: Path | None) -> Measured:
+                stack: contextlib.ExitStack, broker_pid: int | None, profile: Path | None,
+                broker_profile: BrokerProfile) -> Measured:
     script = workdir / "naive_agent.py"
-    script.write_text(NAIVE_AGENT)
+    script.write_text(naive_agent_code(broker_profile))
     result = workdir / "naive.result"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), NAIVE_BOOTSTRAP=bootstrap,
                NAIVE_TOPIC=topic, NAIVE_APP=f"naive-{os.getpid()}-{int(time.time())}", NAIVE_TOTAL=str(total),
@@ -622,12 +627,12 @@ def latency(base: Settings, seconds: float, workdir: Path, window_ms: float, rat
 # ------------------------------------------------------------------------------------- report
 
 
-def table(measured: tuple[Measured, Measured, Measured] | None, lats: list[Latency], events: int,
+def table(kind: str, measured: tuple[Measured, Measured, Measured] | None, lats: list[Latency], events: int,
           naive_batching: str) -> str:
     def cpu(m: Measured) -> str:
         return ", ".join(f"{k} {v:.2f}" for k, v in m.cpu.items())
 
-    rows = ["=== bench-stream: results (one run, one embedded Tansu broker, 127.0.0.1) ==="]
+    rows = [f"=== bench-stream: results on {brokers.describe(kind)}, 127.0.0.1 ==="]
     if measured is not None:
         rows += throughput_rows(*measured, events, naive_batching, cpu)
     if lats:
@@ -673,8 +678,155 @@ def latency_rows(lats: list[Latency]) -> list[str]:
     return rows
 
 
+@dataclass
+class BrokerRun:
+    """Everything one broker's part of the run measured."""
+
+    kind: str
+    events: int
+    startup_seconds: float | None = None
+    measured: tuple[Measured, Measured, Measured] | None = None
+    overhead: Any = None
+    segments: list[str] = field(default_factory=list)
+    merges: list[str] = field(default_factory=list)
+    lats: list[Latency] = field(default_factory=list)
+    steady: Any = None  # bench_steady.Steady
+    steady_rows: list[str] = field(default_factory=list)
+    profiles: tuple[Path, Path] | None = None  # (pipeline, naive) py-spy files
+
+
+def bench_on(kind: str, args: argparse.Namespace, messages: list[tuple[bytes, bytes]], windows: list[float],
+             workdir: Path, plot: Path) -> BrokerRun:
+    """The whole benchmark on one fresh broker of ``kind``; stops it however this ends."""
+    result = BrokerRun(kind, len(messages))
+    with contextlib.ExitStack() as stack:
+        broker = brokers.start(kind, workdir / f"broker-{kind}", stack)
+        result.startup_seconds = getattr(broker, "startup_seconds", None)
+        broker_pid = broker.pid
+        print(f"--- {brokers.describe(kind)} at {broker.bootstrap} (pid {broker_pid}) ---", flush=True)
+        profile = brokers.profile(kind)
+        run = f"b{os.getpid()}{kind[0]}"
+        settings = from_env({}, bootstrap=broker.bootstrap, profile=kind, partitions=PARTITIONS,
+                            replication_factor=broker.replication_factor,
+                            app_id=f"{run}-pipeline", topic_prefix=f"{run}.", sweep_clock="event",
+                            store="memory", web_port=free_port(), data_dir=str(workdir / f"data-{kind}"))
+        ensure_topics(settings)
+        names = TopicNames.of(settings)
+        if not args.skip_throughput:
+            naive_topic = settings.topic("naive.website")
+            create_topics(broker.bootstrap, [naive_topic])
+            for topic in (names.inputs["website"], naive_topic):
+                speed = fill(broker.bootstrap, topic, messages)
+                print(f"filled {topic}: {len(messages):,} messages at {speed:,.0f}/s", flush=True)
+
+            ceiling = raw_ceiling(broker.bootstrap, names.inputs["website"], len(messages), broker_pid,
+                                  profile.fetch_max_wait_ms)
+            print(f"(a) raw aiokafka consume + decode: {ceiling.rate:,.0f} events/s", flush=True)
+            batch = profile.producer_batch_bytes if args.naive_changelog == "batched" else 1
+            naive_profile = workdir / f"naive-{kind}.pyspy.txt" if args.profile else None
+            naive = naive_agent(broker.bootstrap, naive_topic, len(messages), workdir, batch, stack, broker_pid,
+                                naive_profile, profile)
+            print(f"(b) naive Faust agent:             {naive.rate:,.0f} events/s", flush=True)
+            spied = workdir / f"pipeline-{kind}.pyspy.txt" if args.profile else None
+            contacts = len({key for key, _ in messages})
+            pipeline = pipeline_rate(settings, len(messages), contacts, workdir, broker_pid, spied)
+            print(f"(c) leadflow pipeline:             {pipeline.rate:,.0f} events/s", flush=True)
+            result.measured = (ceiling, naive, pipeline)
+            if spied is not None and naive_profile is not None:
+                result.profiles = (spied, naive_profile)
+            if args.metrics_rounds > 0:  # (e): benchmarks/bench_metrics.py
+                import bench_metrics
+
+                result.overhead = bench_metrics.compare(settings.with_(app_id=f"{run}-metrics"), messages,
+                                                        workdir, broker_pid, args.metrics_rounds)
+        if args.segment_rounds > 0 and messages:
+            result.segments = segments_cost(settings, messages, args.segment_rounds, workdir, broker_pid)
+            print("\n".join(result.segments), flush=True)
+        if args.merges > 0:
+            result.merges = identity_cost(settings, args.events, args.merges, args.merge_rounds, workdir, broker_pid)
+            print("\n".join(result.merges), flush=True)
+        if not args.skip_latency:
+            for window in windows:
+                lat = latency(settings, args.latency_seconds, workdir, window, args.latency_rate, args.drain)
+                result.lats.append(lat)
+                p99 = f"p99 {lat.pct(0.99):.0f} ms" if lat.values else "no probe"
+                print(f"(d) latency, reorder window {window:g} ms: {lat.sent} probes, {p99}", flush=True)
+        if not args.skip_steady:
+            import bench_steady
+
+            print(f"(h) steady load: {args.steady_rate:,.0f} events/s over {args.steady_contacts:,} contacts for "
+                  f"{args.steady_seconds:g} s", flush=True)
+            steady_settings = (settings if args.steady_window is None
+                               else settings.with_(reorder_window=args.steady_window / 1000))
+            result.steady = bench_steady.run(steady_settings, args.steady_rate, args.steady_contacts,
+                                             args.steady_seconds, args.steady_every, args.drain, plot, workdir,
+                                             broker_pid, label=brokers.describe(kind))
+            result.steady_rows = bench_steady.summary(result.steady)
+    return result
+
+
+def report(result: BrokerRun, args: argparse.Namespace) -> list[str]:
+    naming = (f"{brokers.profile(result.kind).producer_batch_bytes // 1024} KiB batches"
+              if args.naive_changelog == "batched" else "1-record batches")
+    rows = ["", table(result.kind, result.measured, result.lats, result.events, naming)]
+    if result.overhead is not None:
+        rows += result.overhead.rows()
+    rows += result.merges + result.segments + result.steady_rows
+    if result.profiles is not None and result.measured is not None:
+        rows.append(f"\n--- profile of (c), the leadflow worker, over the timed interval ({result.kind}) ---")
+        rows += summarize_profile(result.profiles[0], result.measured[2].seconds)
+        rows.append(f"\n--- profile of (b), the naive agent (startup included) ({result.kind}) ---")
+        rows += summarize_profile(result.profiles[1], result.measured[1].seconds, top=10)
+    return rows
+
+
+def comparison(tansu: BrokerRun, kafka: BrokerRun) -> list[str]:
+    """Apache Kafka against Tansu, figure by figure, as ratios taken in this one run."""
+    import bench_steady
+
+    rows = ["", "=== bench-stream: Apache Kafka against Tansu, this run (ratio = kafka / tansu) ===",
+            f"{'figure':<52}{'tansu':>12}{'kafka':>12}{'ratio':>9}"]
+
+    def row(name: str, a: float, b: float, unit: str = "") -> None:
+        ratio = f"{b / a:9.2f}" if a and math.isfinite(a) and math.isfinite(b) else f"{'-':>9}"
+        rows.append(f"{name:<52}{a:>12,.0f}{b:>12,.0f}{ratio}{unit}")
+
+    if tansu.measured and kafka.measured:
+        for label, index in (("(a) ceiling, events/s", 0), ("(b) naive Faust agent, events/s", 1),
+                             ("(c) leadflow worker, events/s", 2)):
+            row(label, tansu.measured[index].rate, kafka.measured[index].rate)
+        row("(c) broker CPU while timed, cores x 100", 100 * tansu.measured[2].cpu.get("broker", 0.0),
+            100 * kafka.measured[2].cpu.get("broker", 0.0))
+        for name, run in (("tansu", tansu), ("kafka", kafka)):
+            assert run.measured is not None
+            ceiling, naive, pipeline = run.measured
+            rows.append(f"    {name}: pipeline / naive {pipeline.rate / naive.rate:.2f}x, "
+                        f"pipeline / ceiling {pipeline.rate / ceiling.rate:.3f}x")
+    for a, b in zip(tansu.lats, kafka.lats, strict=False):
+        if a.values and b.values:
+            row(f"(d) p99 ms, reorder window {a.window_ms:g} ms", a.pct(0.99), b.pct(0.99))
+            row(f"(d) p50 ms, reorder window {a.window_ms:g} ms", a.pct(0.5), b.pct(0.5))
+    if tansu.steady is not None and kafka.steady is not None:
+        for label, since in (("(h) p99 ms, whole run", 0.0), ("(h) p99 ms, last half", None)):
+            values = [run.steady.latencies(since=run.steady.load_seconds / 2 if since is None else since)
+                      for run in (tansu, kafka)]
+            row(label, bench_steady.percentile(values[0], 0.99), bench_steady.percentile(values[1], 0.99))
+        waves = [bench_steady.waves(run.steady) for run in (tansu, kafka)]
+        rows.append(f"{'(h) delivery waves (intervals with an alert >= 1 s old)':<52}"
+                    f"{waves[0][0]:>6} of {waves[0][1]:<3}{waves[1][0]:>8} of {waves[1][1]:<3}")
+        for label, key in (("(h) broker CPU, median interval, cores x 100", "broker_cpu"),
+                           ("(h) worker CPU, median interval, cores x 100", "worker_cpu")):
+            row(label, 100 * statistics.median(getattr(i, key) for i in tansu.steady.intervals),
+                100 * statistics.median(getattr(i, key) for i in kafka.steady.intervals))
+        row("(h) broker produce rtt p99 ms", bench_steady.percentile(tansu.steady.rtt, 0.99),
+            bench_steady.percentile(kafka.steady.rtt, 0.99))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--broker", choices=brokers.CHOICES, default="both",
+                        help="the broker(s): both (default: Tansu, then Apache Kafka, in this run), tansu or kafka")
     parser.add_argument("--events", type=int, default=100_000, help="input messages for (a)-(c) (100,000)")
     parser.add_argument("--quick", action="store_true",
                         help="20,000 events, 8 s of latency load per window, a 30 s steady run of 500 events/s "
@@ -715,96 +867,28 @@ def main() -> int:
         args.events, args.latency_seconds = min(args.events, 20_000), min(args.latency_seconds, 8.0)
         args.steady_seconds, args.steady_rate = min(args.steady_seconds, 30.0), min(args.steady_rate, 500.0)
         args.steady_contacts = min(args.steady_contacts, 10_000)
-    plot = args.plot or Path("out") / f"bench-steady-{time.strftime('%Y%m%d-%H%M%S')}.html"
+    stamp = time.strftime('%Y%m%d-%H%M%S')
     windows = [float(w) for w in args.windows.split(",") if w.strip()]
     stop_on_signals()  # Ctrl-C, SIGTERM, SIGHUP: the exit stack stops every worker and the broker
     workdir = Path(tempfile.mkdtemp(prefix="leadflow-bench-stream-"))
     print(f"logs: {workdir}", flush=True)
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        try:
-            messages = make_events(args.events) if not args.skip_throughput else []
-            broker = stack.enter_context(EmbeddedBroker(log_dir=workdir))
-            broker_pid = broker.process.pid if broker.process else None
-            run = f"b{os.getpid()}"
-            settings = from_env({}, bootstrap=broker.bootstrap, profile="tansu", partitions=PARTITIONS,
-                                app_id=f"{run}-pipeline", topic_prefix=f"{run}.", sweep_clock="event",
-                                store="memory", web_port=free_port(), data_dir=str(workdir / "data"))
-            ensure_topics(settings)
-            names = TopicNames.of(settings)
-            measured: tuple[Measured, Measured, Measured] | None = None
-            overhead: Any = None
-            profile = naive_profile = None
-            if not args.skip_throughput:
-                naive_topic = settings.topic("naive.website")
-                create_topics(broker.bootstrap, [naive_topic])
-                for topic in (names.inputs["website"], naive_topic):
-                    speed = fill(broker.bootstrap, topic, messages)
-                    print(f"filled {topic}: {len(messages):,} messages at {speed:,.0f}/s", flush=True)
-
-                ceiling = raw_ceiling(broker.bootstrap, names.inputs["website"], len(messages), broker_pid)
-                print(f"(a) raw aiokafka consume + decode: {ceiling.rate:,.0f} events/s", flush=True)
-                batch = TANSU.producer_batch_bytes if args.naive_changelog == "batched" else 1
-                naive_profile = workdir / "naive.pyspy.txt" if args.profile else None
-                naive = naive_agent(broker.bootstrap, naive_topic, len(messages), workdir, batch, stack, broker_pid,
-                                    naive_profile)
-                print(f"(b) naive Faust agent:             {naive.rate:,.0f} events/s", flush=True)
-                profile = workdir / "pipeline.pyspy.txt" if args.profile else None
-                contacts = len({key for key, _ in messages})
-                pipeline = pipeline_rate(settings, len(messages), contacts, workdir, broker_pid, profile)
-                print(f"(c) leadflow pipeline:             {pipeline.rate:,.0f} events/s", flush=True)
-                measured = (ceiling, naive, pipeline)
-                if args.metrics_rounds > 0:  # (e): benchmarks/bench_metrics.py
-                    import bench_metrics
-
-                    overhead = bench_metrics.compare(settings.with_(app_id=f"{run}-metrics"), messages, workdir,
-                                                     broker_pid, args.metrics_rounds)
-            segment_rows: list[str] = []
-            if args.segment_rounds > 0 and messages:
-                segment_rows = segments_cost(settings, messages, args.segment_rounds, workdir, broker_pid)
-                print("\n".join(segment_rows), flush=True)
-            merges: list[str] = []
-            if args.merges > 0:
-                merges = identity_cost(settings, args.events, args.merges, args.merge_rounds, workdir, broker_pid)
-                print("\n".join(merges), flush=True)
-            lats: list[Latency] = []
-            if not args.skip_latency:
-                for window in windows:
-                    lat = latency(settings, args.latency_seconds, workdir, window, args.latency_rate, args.drain)
-                    lats.append(lat)
-                    p99 = f"p99 {lat.pct(0.99):.0f} ms" if lat.values else "no probe"
-                    print(f"(d) latency, reorder window {window:g} ms: {lat.sent} probes, {p99}", flush=True)
-            steady_rows: list[str] = []
-            if not args.skip_steady:
-                import bench_steady
-
-                print(f"(h) steady load: {args.steady_rate:,.0f} events/s over {args.steady_contacts:,} contacts for "
-                      f"{args.steady_seconds:g} s", flush=True)
-                steady_settings = (settings if args.steady_window is None
-                                   else settings.with_(reorder_window=args.steady_window / 1000))
-                steady = bench_steady.run(steady_settings, args.steady_rate, args.steady_contacts, args.steady_seconds,
-                                          args.steady_every, args.drain, plot, workdir, broker_pid)
-                steady_rows = bench_steady.summary(steady)
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping the worker and the broker...", file=sys.stderr)
-            return 130
-    naming = (f"{TANSU.producer_batch_bytes // 1024} KiB batches" if args.naive_changelog == "batched"
-              else "1-record batches")
-    print()
-    print(table(measured, lats, len(messages), naming))
-    if overhead is not None:
-        print("\n".join(overhead.rows()))
-    if merges:
-        print("\n".join(merges))
-    if segment_rows:
-        print("\n".join(segment_rows))
-    if steady_rows:
-        print("\n".join(steady_rows))
-    if profile is not None and naive_profile is not None:
-        print("\n--- profile of (c), the leadflow worker, over the timed interval ---")
-        print("\n".join(summarize_profile(profile, measured[2].seconds if measured else 1.0)))
-        print("\n--- profile of (b), the naive agent (startup included) ---")
-        print("\n".join(summarize_profile(naive_profile, measured[1].seconds if measured else 1.0, top=10)))
+    kinds = brokers.chosen(args.broker)
+    runs: dict[str, BrokerRun] = {}
+    try:
+        messages = make_events(args.events) if not args.skip_throughput else []
+        for kind in kinds:
+            plot = args.plot or Path("out") / f"bench-steady-{stamp}-{kind}.html"
+            if args.plot is not None and len(kinds) > 1:
+                plot = args.plot.with_name(f"{args.plot.stem}-{kind}{args.plot.suffix}")
+            runs[kind] = bench_on(kind, args, messages, windows, workdir, plot)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the worker and the broker...", file=sys.stderr)
+        return 130
+    for result in runs.values():
+        print("\n".join(report(result, args)))
+    if "tansu" in runs and "kafka" in runs:
+        print("\n".join(comparison(runs["tansu"], runs["kafka"])))
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s; logs and profiles: {workdir}")
     return 0
 

@@ -76,7 +76,7 @@ def test_two_workers_share_the_partitions(broker: TestBroker, namespace: str, tm
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until the rebalance gave each worker partitions
             owned = [set(w.stats()["processor"]["partitions"]) for w in (first, second)]
-            if all(first.stats()["ingest"]) and owned:
+            if all(first.stats()["ingest"]) and all(owned):
                 break
             time.sleep(0.5)
         pipeline.publish_in_waves(sample, processed_by(first, second))
