@@ -1,16 +1,19 @@
 """Soak benchmark (not a test): the pipeline at a steady rate for a long time, to show nothing
 grows without bound.
 
-``make bench-soak`` (30 minutes, 200,000 contacts, 300 events/s) or, shorter,
-``python benchmarks/bench_soak.py --minutes 3``. It starts the embedded broker and one
-``leadflow worker`` process (RocksDB store, wall-clock sweep), then publishes website and email
+``make bench-soak`` (30 minutes on each broker, 200,000 contacts, 300 events/s) or, shorter,
+``python benchmarks/bench_soak.py --minutes 3``. ``--broker`` picks the broker (``benchmarks/
+brokers.py``): ``both`` (the default) soaks on the embedded Tansu broker, then on one Apache Kafka
+node, in the same run, and ends with the two summaries side by side. For each it starts the
+broker and one ``leadflow worker`` process (RocksDB store, wall-clock sweep), then publishes website and email
 events of contacts drawn uniformly from ``--contacts`` ids at ``--rate`` events/s (kafka-python,
 keyed by contact), and every ``--every`` seconds samples: the worker's resident memory
 (``/proc/<pid>/status`` VmRSS), its consumer lag (sum of ``leadflow_consumer_lag``), the
 processing latency p50 / p99 of that interval (from the deltas of
 ```leadflow_processing_latency_seconds`` buckets), events applied, contacts in its table, and the
 CPU the worker and the broker used over the interval.
-Writes ``soak.csv`` and ``soak.svg`` (three panels over time) to ``--out`` and prints a summary:
+Writes ``soak.csv`` and ``soak.svg`` (three panels over time) to ``--out``/<broker> and prints a
+summary:
 memory at the start of the second half and at the end, its slope over the second half, the
 largest lag, the worst interval p99.
 
@@ -23,6 +26,7 @@ are shared with the steady-load run of ``bench_stream.py`` (``benchmarks/loadgen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 import time
@@ -31,13 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import brokers
 from loadgen import Publisher, buckets, cpu_seconds, quantile, rss_mb, scrape, stop_on_signals, svg_panels, total
 
-from pipeline.config.settings import from_env
+from pipeline.config.settings import DEFAULT_ROCKSDB_WRITE_BUFFER_MB, from_env
 from pipeline.config.topics import TopicNames
 from pipeline.devtools.demo import wait_ready, worker_process
 from pipeline.kafka.topics import ensure_topics
-from pipeline.streaming.embedded_broker import EmbeddedBroker, free_port
+from pipeline.streaming.embedded_broker import free_port
 
 
 @dataclass
@@ -66,45 +71,71 @@ def plot(samples: list[Sample], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
+    parser.add_argument("--broker", choices=brokers.CHOICES, default="both",
+                        help="the broker(s): both (default: Tansu, then Apache Kafka, in this run), tansu or kafka")
+    parser.add_argument("--minutes", type=float, default=30.0, help="how long on each broker (default 30)")
     parser.add_argument("--contacts", type=int, default=200_000, help="distinct contacts (default 200,000)")
     parser.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    parser.add_argument("--write-buffer-mb", type=int, default=DEFAULT_ROCKSDB_WRITE_BUFFER_MB,
+                        help="the worker's RocksDB memtable size per partition, MiB "
+                             f"(LEADFLOW_ROCKSDB_WRITE_BUFFER_MB; default {DEFAULT_ROCKSDB_WRITE_BUFFER_MB})")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--out", default=f"out/soak-{time.strftime('%Y%m%d-%H%M%S')}", help="output directory")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    samples: list[Sample] = []
     stop_on_signals()  # SIGTERM / SIGHUP too: the with blocks below stop the worker, then the broker
-    interrupted = False
-    try:
-        run(args, out, samples)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ninterrupted: the worker and the broker were stopped; writing what was sampled", file=sys.stderr)
-    with open(out / "soak.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(list(Sample.__dataclass_fields__))
-        writer.writerows([list(vars(s).values()) for s in samples])
-    plot(samples, out / "soak.svg")
-    if samples:
-        half = samples[len(samples) // 2:]
-        minutes = (half[-1].seconds - half[0].seconds) / 60 or 1
-        slope = (half[-1].rss_mb - half[0].rss_mb) / minutes
-        print(f"bench-soak: {args.minutes:g} min, {args.rate:g} ev/s, {args.contacts:,} contacts: rss "
-              f"{half[0].rss_mb:.0f} MB at {half[0].seconds / 60:.1f} min -> {half[-1].rss_mb:.0f} MB at the end "
-              f"({slope:+.2f} MB/min over the second half); max lag {max(s.lag for s in samples):.0f}; worst "
-              f"interval p99 {max(s.p99_ms for s in samples):.0f} ms; contacts {samples[-1].contacts:.0f}; "
-              f"applied {samples[-1].applied:.0f} of {samples[-1].published} published")
-    print(f"files: {out}/soak.csv, {out}/soak.svg, {out}/worker.log")
-    return 130 if interrupted else 0
+    summaries: list[str] = []
+    for kind in brokers.chosen(args.broker):
+        out = (Path(args.out) / kind).resolve()  # the worker runs in a folder of its own
+        out.mkdir(parents=True, exist_ok=True)
+        samples: list[Sample] = []
+        interrupted = False
+        print(f"--- soak on {brokers.describe(kind)} ---", flush=True)
+        try:
+            run(args, kind, out, samples)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: the worker and the broker were stopped; writing what was sampled", file=sys.stderr)
+        with open(out / "soak.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(list(Sample.__dataclass_fields__))
+            writer.writerows([list(vars(s).values()) for s in samples])
+        plot(samples, out / "soak.svg")
+        if samples:
+            summaries.append(summary(kind, args, samples))
+            print(summaries[-1], flush=True)
+        print(f"files: {out}/soak.csv, {out}/soak.svg, {out}/worker.log", flush=True)
+        if interrupted:
+            return 130
+    if len(summaries) > 1:
+        print("\n=== bench-soak, this run ===")
+        print("\n".join(summaries))
+    return 0
 
 
-def run(args: argparse.Namespace, out: Path, samples: list[Sample]) -> None:
+def summary(kind: str, args: argparse.Namespace, samples: list[Sample]) -> str:
+    half = samples[len(samples) // 2:]
+    minutes = (half[-1].seconds - half[0].seconds) / 60 or 1
+    slope = (half[-1].rss_mb - half[0].rss_mb) / minutes
+    median_broker = sorted(s.broker_cpu for s in samples)[len(samples) // 2]
+    median_worker = sorted(s.worker_cpu for s in samples)[len(samples) // 2]
+    return (f"bench-soak on {kind}: {args.minutes:g} min, {args.rate:g} ev/s, {args.contacts:,} contacts, "
+            f"{args.write_buffer_mb} MiB memtables: rss "
+            f"{half[0].rss_mb:.0f} MB at {half[0].seconds / 60:.1f} min -> {half[-1].rss_mb:.0f} MB at the end "
+            f"({slope:+.2f} MB/min over the second half); max lag {max(s.lag for s in samples):.0f}; worst "
+            f"interval p99 {max(s.p99_ms for s in samples):.0f} ms; median interval p99 "
+            f"{sorted(s.p99_ms for s in samples)[len(samples) // 2]:.0f} ms; contacts {samples[-1].contacts:.0f}; "
+            f"applied {samples[-1].applied:.0f} of {samples[-1].published} published; median cpu worker "
+            f"{median_worker:.0f}% broker {median_broker:.0f}%")
+
+
+def run(args: argparse.Namespace, kind: str, out: Path, samples: list[Sample]) -> None:
     """Broker, worker and publisher; every one of them is stopped however this returns."""
-    with EmbeddedBroker(log_dir=out / "broker") as broker:
-        settings = from_env({}, bootstrap=broker.bootstrap, profile="tansu", topic_prefix="soak.", app_id="soak",
-                            partitions=4, store="rocksdb", data_dir=str(out / "data"), web_port=free_port())
+    with contextlib.ExitStack() as stack:
+        broker = brokers.start(kind, out / "broker", stack)
+        settings = from_env({}, bootstrap=broker.bootstrap, profile=kind, topic_prefix="soak.", app_id="soak",
+                            replication_factor=broker.replication_factor, partitions=4, store="rocksdb",
+                            data_dir=str(out / "data"), web_port=free_port(),
+                            rocksdb_write_buffer_mb=args.write_buffer_mb)
         ensure_topics(settings)
         with worker_process(settings, out / "worker.log") as worker:
             wait_ready(settings.web_port, worker)

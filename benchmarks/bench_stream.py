@@ -289,13 +289,13 @@ def raw_ceiling(bootstrap: str, topic: str, total: int, broker_pid: int | None, 
 def naive_agent(bootstrap: str, topic: str, total: int, workdir: Path, batch_bytes: int,
                 stack: contextlib.ExitStack, broker_pid: int | None, profile: Path | None,
                 broker_profile: BrokerProfile) -> Measured:
-    script = workdir / "naive_agent.py"
+    script = workdir / f"naive_agent-{broker_profile.name}.py"
     script.write_text(naive_agent_code(broker_profile))
-    result = workdir / "naive.result"
+    result = workdir / f"naive-{broker_profile.name}.result"  # one per broker: never a stale figure
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), NAIVE_BOOTSTRAP=bootstrap,
                NAIVE_TOPIC=topic, NAIVE_APP=f"naive-{os.getpid()}-{int(time.time())}", NAIVE_TOTAL=str(total),
                NAIVE_RESULT=str(result), NAIVE_BATCH_BYTES=str(batch_bytes))
-    log = open(workdir / "naive.log", "wb")  # noqa: SIM115 - closed with the stack
+    log = open(workdir / f"naive-{broker_profile.name}.log", "wb")  # noqa: SIM115 - closed with the stack
     stack.callback(log.close)
     process = subprocess.Popen(
         [sys.executable, str(script), "worker", "-l", "warn", "--without-web"],
@@ -315,7 +315,7 @@ def _naive_result(process: subprocess.Popen[bytes], result: Path, workdir: Path,
     samples: list[tuple[float, float, float]] = []
     while not result.exists() or not result.read_text().strip():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the naive agent gave no result; see {workdir / 'naive.log'}")
+            raise RuntimeError(f"the naive agent gave no result; see the naive-*.log in {workdir}")
         samples.append((time.perf_counter(), cpu_seconds(process.pid), cpu_seconds(broker_pid)))
         time.sleep(0.2)
     count, seconds = result.read_text().split()

@@ -20,6 +20,8 @@ __all__ = ["BROKER_PROFILES", "BrokerProfile", "Settings", "SettingsError", "fro
 
 #: Profile fields an explicit ``Settings.client`` mapping may override.
 _PROFILE_FIELDS = frozenset(f.name for f in fields(BrokerProfile)) - {"name"}
+#: MiB (Settings.rocksdb_write_buffer_mb)
+DEFAULT_ROCKSDB_WRITE_BUFFER_MB = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,11 @@ class Settings:
     ingest_batch: int = 2000  # input messages per ingest poll
     store: str = "auto"  # "rocksdb" (needs rocksdict), "memory", or "auto": rocksdb when installed
     data_dir: str = "./leadflow-data"
+    #: RocksDB memtable size of each contact partition's database, in MiB (up to 3 of them per
+    #: partition before writes stall). Every table write goes to the memtable, so a worker's memory
+    #: grows with the events it applies until the memtable is flushed to disk at this size:
+    #: partitions x 3 x this bounds it (Faust's own default is 64 MiB; 16 is Kafka Streams').
+    rocksdb_write_buffer_mb: int = DEFAULT_ROCKSDB_WRITE_BUFFER_MB
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
     metrics: bool = True  # False: the hot path updates no Prometheus metric (overhead measurement)
@@ -114,6 +121,7 @@ class Settings:
             "LEADFLOW_INGEST_BATCH": str(self.ingest_batch),
             "LEADFLOW_STORE": self.store,
             "LEADFLOW_DATA_DIR": self.data_dir,
+            "LEADFLOW_ROCKSDB_WRITE_BUFFER_MB": str(self.rocksdb_write_buffer_mb),
             "LEADFLOW_WEB_PORT": str(self.web_port),
             "LEADFLOW_WEB_BIND": self.web_bind,
             "LEADFLOW_METRICS": "1" if self.metrics else "0",
@@ -149,6 +157,8 @@ def from_env(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Setti
         ingest_batch=read.integer("LEADFLOW_INGEST_BATCH", 2000),
         store=read.choice("LEADFLOW_STORE", ("auto", "memory", "rocksdb"), "auto"),
         data_dir=read.text("LEADFLOW_DATA_DIR", "./leadflow-data"),
+        rocksdb_write_buffer_mb=read.integer("LEADFLOW_ROCKSDB_WRITE_BUFFER_MB", DEFAULT_ROCKSDB_WRITE_BUFFER_MB,
+                                             minimum=1),
         web_port=read.port("LEADFLOW_WEB_PORT", 6066),
         web_bind=read.text("LEADFLOW_WEB_BIND", "127.0.0.1"),
         metrics=read.flag("LEADFLOW_METRICS", True),

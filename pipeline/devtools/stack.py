@@ -261,7 +261,9 @@ def run_stack(options: StackOptions) -> int:
                     raise StackError(f"the embedded broker stopped; {broker.log_path}:\n{broker.log_tail()}")
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            print("\nstopping: console, collector, sink, worker, broker...", file=sys.stderr, flush=True)
+            stopping = ("console, collector, sink, worker" + (", webhooks" if options.webhooks_config else "")
+                        + (", embedded broker" if broker is not None else ""))
+            print(f"\nstopping: {stopping}...", file=sys.stderr, flush=True)
             return 0
         except (KafkaCredentialsError, TopicSettingsError) as exc:
             print(f"leadflow up: {exc}", file=sys.stderr, flush=True)

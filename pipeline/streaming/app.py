@@ -31,6 +31,7 @@ from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability, store_check
 from pipeline.streaming.faust_state import FaustOutputs, IngestProducer, KafkaChangelog, TableStore, value_type_for
 from pipeline.streaming.faust_tuning import LeadflowTransport
+from pipeline.streaming.membership import Membership
 from pipeline.streaming.unit_of_work import CommitPipeline, UnitOfWork
 from pipeline.streaming.worker_handle import Worker
 
@@ -89,8 +90,13 @@ def build_worker(settings: Settings) -> Worker:
     """Build (but do not start) a worker for ``settings``."""
     model, topics = resolve_model(settings.model), TopicNames.of(settings)
     app = faust.App(settings.app_id, autodiscover=False, **_faust_settings(settings))
+    broker = settings.broker
+    # The worker's writes are fenced by its group membership (pipeline/streaming/membership.py);
+    # a write held longer than the rebalance timeout without a heartbeat accepted restarts it.
+    membership = Membership(broker.session_timeout_ms / 1000, broker.heartbeat_interval_ms / 1000,
+                            max_hold=broker.rebalance_timeout_ms / 1000)
     app.transport = LeadflowTransport(
-        app.conf.broker_consumer, app, fetch_max_wait_ms=settings.broker.fetch_max_wait_ms
+        app.conf.broker_consumer, app, fetch_max_wait_ms=broker.fetch_max_wait_ms, membership=membership
     )
     contact_topic = app.topic(
         topics.contact_events, value_serializer="raw", key_serializer="raw", partitions=settings.partitions,
@@ -98,8 +104,13 @@ def build_worker(settings: Settings) -> Worker:
     )
     # Faust declares the changelog compacted; min.insync.replicas as for Leadflow's own topics.
     changelog_configs = {k: v for k, v in role_configs("changelog", settings).items() if k == "min.insync.replicas"}
+    # RocksDB: memtables of rocksdb_write_buffer_mb, at most 3 per partition (bounds the memory
+    # the table's writes take before they are flushed to disk; docs/performance.md#soak).
+    store_options = ({"write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20, "max_write_buffer_number": 3}
+                     if settings.table_store == "rocksdb" else None)
     table = app.Table(CONTACTS_TABLE, partitions=settings.partitions, key_type=str,
-                      value_type=value_type_for(settings.table_store), extra_topic_configs=changelog_configs)
+                      value_type=value_type_for(settings.table_store), extra_topic_configs=changelog_configs,
+                      options=store_options)
     if isinstance(table.data, store_check.CheckedRocksDBStore):
         changelog_name, model_name = table.changelog_topic.get_topic_name(), f"{model.name}@{model.version}"
         table.data.expected = lambda: store_check.StoreIdentity(cluster_id(settings), changelog_name, model_name)
@@ -124,7 +135,7 @@ def build_worker(settings: Settings) -> Worker:
             await asyncio.shield(run_batch(list(events)))
 
     async def run_batch(events: list[Any]) -> None:
-        unit = UnitOfWork(outputs, TableStore(table, events), changelog)
+        unit = UnitOfWork(outputs, TableStore(table, events), changelog, membership)
         durable = await runtime.run_batch([(event.message.partition, event.value) for event in events], unit)
         # Starts this batch's commit once the previous one is done; the next batch is computed
         # while it is in flight.

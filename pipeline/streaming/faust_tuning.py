@@ -19,6 +19,9 @@
    rebalances mid-burst.) The consumer below clears the read offsets of the partitions it is
    assigned before Faust starts handing their records over, so the first record after a
    rebalance is always accepted.
+3. **The group membership, for fencing.** The worker consumer's group coordinator is handed to
+   the transport's :class:`~pipeline.streaming.membership.Membership` (when it has one) as the
+   consumer starts: the worker's writes check it (a frozen-and-thawed worker must not write).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from pipeline.streaming.membership import Membership
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -37,6 +42,13 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             # Read by AIOKafkaConsumer.start() when it builds its fetcher.
             consumer._fetch_max_wait_ms = wait
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        membership = getattr(self.transport, "membership", None)
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if membership is not None and coordinator is not None and hasattr(coordinator, "_do_heartbeat"):
+            membership.attach(coordinator)  # a group coordinator (not aiokafka's NoGroupCoordinator)
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -59,11 +71,13 @@ def forget_read_offsets(consumer: Any, partitions: set[Any]) -> None:
 
 
 class LeadflowTransport(faust_aiokafka.Transport):
-    """aiokafka transport with a configurable worker fetch wait and no records dropped after a
-    rebalance (module docstring)."""
+    """aiokafka transport with a configurable worker fetch wait, no records dropped after a
+    rebalance, and the group membership followed for fencing (module docstring)."""
 
     Consumer = _Consumer
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, membership: Membership | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.membership = membership

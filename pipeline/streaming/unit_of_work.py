@@ -15,6 +15,12 @@ while batch k's acknowledgements are awaited, and batch k+1 commits only after b
 input offsets are acknowledged only when its own commit is done, so an offset is never committed
 before everything it produced is durable.
 
+Every write is made by the partitions' owner only: a unit of work given the worker's
+:class:`~pipeline.streaming.membership.Membership` records the group generation it was computed
+under and confirms it before each output and before its states are stored and written (a worker
+that was frozen past its session timeout waits for the coordinator's word; one that was expelled
+drops the batch: :mod:`pipeline.streaming.membership`).
+
 A crash or a failed acknowledgement anywhere before 3 raises out of :meth:`UnitOfWork.commit`, so
 the batch is never reported complete and its offsets are not committed: the batch is processed
 again (same ids, same bytes) and the per-contact de-duplication makes the repeat a no-op. Outputs
@@ -28,10 +34,14 @@ aiokafka adapters are in :mod:`pipeline.streaming.faust_state`, in-memory fakes 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pipeline.state_machine import ContactState
+from pipeline.streaming.membership import Fenced, Lease, Membership
+
+log = logging.getLogger(__name__)
 
 #: What a send returns once the record is queued: it resolves when the broker acknowledged it
 #: (and raises when the broker refused it).
@@ -75,11 +85,14 @@ class UnitOfWork:
     batch.
     """
 
-    def __init__(self, outputs: OutputSender, store: LocalStore, changelog: ChangelogWriter) -> None:
+    def __init__(self, outputs: OutputSender, store: LocalStore, changelog: ChangelogWriter,
+                 membership: Membership | None = None) -> None:
         self.outputs = outputs
         self.store = store
         self.changelog = changelog
         self.completed = False  # True once commit() returned: the batch's offsets may be committed
+        self._lease = Lease(membership) if membership is not None else None
+        self._fenced: Fenced | None = None  # set by a send refused: commit() raises it
         self._acks: list[Ack] = []
         self._staged: list[tuple[int, dict[str, ContactState]]] = []
 
@@ -88,7 +101,15 @@ class UnitOfWork:
         self.store.bind(partition)
 
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
-        """Queue an output record; its acknowledgement is awaited before any state is written."""
+        """Queue an output record; its acknowledgement is awaited before any state is written. Once
+        the worker is found not to own the batch's partitions any more, nothing more is sent."""
+        if self._lease is not None and self._fenced is None:
+            try:
+                await self._lease.confirm()
+            except Fenced as fenced:
+                self._fenced = fenced
+        if self._fenced is not None:
+            return
         self._acks.append(await self.outputs.send(topic, key, value, partition))
 
     async def outputs_acknowledged(self) -> None:
@@ -107,7 +128,11 @@ class UnitOfWork:
         batch stays incomplete) when an acknowledgement fails."""
         if self.completed:
             raise RuntimeError("a unit of work commits one batch, once")
+        if self._fenced is not None:
+            raise self._fenced
         await self.outputs_acknowledged()
+        if self._lease is not None:  # the outputs may have taken a while: still the owner?
+            await self._lease.confirm()
         staged, self._staged = self._staged, []
         for partition, states in staged:
             self.store.bind(partition)
@@ -139,11 +164,15 @@ class CommitPipeline:
     succeeded; ``durable`` (e.g. acknowledging the batch's input offsets) runs only after its own
     commit succeeded. After a failed commit nothing is committed again: :meth:`submit` raises the
     failure, ``on_failure`` is called once (the worker crashes and restarts from the committed
-    offsets and its changelog), and the batch and every later one stay unacknowledged."""
+    offsets and its changelog), and the batch and every later one stay unacknowledged. A commit
+    refused because the worker was expelled from the group (:class:`Fenced` with ``expelled``) is
+    dropped instead: its batch stays unacknowledged, nothing of it was stored or written, and the
+    rebalance that follows revokes its partitions (their new owner processes the batch)."""
 
     def __init__(self, on_failure: Callable[[BaseException], Awaitable[None]] | None = None) -> None:
         self.on_failure = on_failure
         self.failure: BaseException | None = None
+        self.dropped = 0  # batches dropped because the worker was expelled (Fenced)
         self._inflight: asyncio.Task[None] | None = None
 
     async def submit(self, commit: Callable[[], Awaitable[None]], durable: Callable[[], None]) -> None:
@@ -166,11 +195,22 @@ class CommitPipeline:
     async def _run(self, commit: Callable[[], Awaitable[None]], durable: Callable[[], None]) -> None:
         try:
             await commit()
+        except Fenced as fenced:
+            if not fenced.expelled:
+                await self._failed(fenced)
+                return
+            self.dropped += 1
+            log.warning("a batch was dropped, not written: %s (this worker was expelled from the group; "
+                        "the partitions' new owner processes its events)", fenced)
+            return
         except BaseException as exc:
-            self.failure = exc
-            if self.on_failure is not None:
-                await self.on_failure(exc)
+            await self._failed(exc)
             if not isinstance(exc, Exception):
                 raise
             return
         durable()
+
+    async def _failed(self, exc: BaseException) -> None:
+        self.failure = exc
+        if self.on_failure is not None:
+            await self.on_failure(exc)

@@ -11,6 +11,7 @@ through the fault, it answered only 202 or 503 and every event it answered 202 f
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sqlite3
@@ -40,13 +41,6 @@ from tests.integration.streaming.harness import Pipeline
 from tests.support.brokers import broker_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker("kafka")]
-
-#: The fault tests not yet green repeatedly on this machine (the zombie test fails: see
-#: docs/streaming.md, "The cluster"): run with LEADFLOW_CLUSTER_FAULTS=1 (make test-cluster) until
-#: they are, so that CI stays a statement of what works.
-unproven = pytest.mark.skipif(os.environ.get("LEADFLOW_CLUSTER_FAULTS") != "1",
-                              reason="not yet green: LEADFLOW_CLUSTER_FAULTS=1 (make test-cluster) runs it")
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
@@ -145,7 +139,6 @@ def test_the_leader_of_the_busiest_partitions_killed_mid_stream_loses_nothing(
     assert_each_event_applied_once(pipeline, sample)
 
 
-@unproven
 def test_a_rolling_restart_of_every_broker_under_load_loses_nothing(
     cluster: LocalKafka, tmp_path: Path, sample: list[bytes], reference: Reference, until: int
 ) -> None:
@@ -166,7 +159,6 @@ def test_a_rolling_restart_of_every_broker_under_load_loses_nothing(
     assert_each_event_applied_once(pipeline, sample)
 
 
-@unproven
 def test_a_worker_resumes_from_its_offsets_and_changelog_after_the_cluster_restarts(
     cluster: LocalKafka, tmp_path: Path, sample: list[bytes], reference: Reference, until: int
 ) -> None:
@@ -199,7 +191,6 @@ def _stored_ids(db_path: Path) -> tuple[set[str], set[str]]:
     return transitions, alerts
 
 
-@unproven
 def test_the_worker_and_the_sink_ride_out_the_whole_cluster_going_down(
     cluster: LocalKafka, tmp_path: Path, sample: list[bytes], reference: Reference, until: int
 ) -> None:
@@ -232,19 +223,18 @@ def test_the_worker_and_the_sink_ride_out_the_whole_cluster_going_down(
     assert_each_event_applied_once(pipeline, sample)
 
 
-@unproven
 def test_a_zombie_worker_resumed_after_its_partitions_moved_corrupts_nothing(
     cluster: LocalKafka, tmp_path: Path, sample: list[bytes], reference: Reference, until: int
 ) -> None:
     """A worker frozen (SIGSTOP) past its session timeout while a second worker takes its
     partitions, then thawed (SIGCONT): what it does after it wakes must be rejected or harmless.
 
-    What happens (docs/streaming.md, "A worker that comes back from the dead"): its offset
-    commits are rejected by the group coordinator (the generation moved on) and it rejoins; a
-    batch it had applied before it froze may be published again, with the same ids and content
-    (outputs are idempotent by id), and its changelog writes for that batch carry the states the
-    new owner also computes from the same events. The check: replay's outputs and states, and
-    every event applied once, read back by a third worker that restores from the changelog."""
+    What happens (docs/streaming.md, "A worker that comes back from the dead"): its writes wait
+    for the group coordinator's word (no heartbeat accepted for longer than half a session); the
+    coordinator says it was expelled, so it drops the batch it had in hand (nothing of it is
+    stored or written) and rejoins; its offset commits are rejected (the generation moved on).
+    The check: no contact's changelog went back, and replay's outputs and states, and every event
+    applied once, read back by a third worker that restores from the changelog."""
     pipeline = Pipeline(cluster, _namespace("zombie"), tmp_path, **WINDOW)
     session = pipeline.settings.broker.session_timeout_ms / 1000
     cut = len(sample) // 3
@@ -259,14 +249,33 @@ def test_a_zombie_worker_resumed_after_its_partitions_moved_corrupts_nothing(
                 pipeline.publish_in_waves(sample[cut: 2 * cut], processed_by(heir))
             finally:
                 os.kill(zombie.process.pid, signal.SIGCONT)
+                thawed = time.time()
             time.sleep(5)  # the zombie wakes up, finds its generation gone and rejoins
             pipeline.publish_in_waves(sample[2 * cut:], processed_by(zombie, heir))
             time.sleep(3)
         assert zombie.process.poll() is None, "the thawed worker stays up"
         zombie_log = zombie.log.read_text(errors="replace")
+    assert_no_state_went_back(pipeline, thawed)
     with pipeline.worker("reader") as reader:  # restores every partition from the changelog
         reader.ready(timeout=180)
         assert_equivalent(pipeline, reference, until, [reader],
                           already_processed=reference.stats.applied + reference.stats.duplicates)
     assert_each_event_applied_once(pipeline, sample)
     assert "Traceback" not in zombie_log or "CommitFailedError" in zombie_log, zombie_log[-3000:]
+
+
+def assert_no_state_went_back(pipeline: Pipeline, thawed: float) -> None:
+    """No contact's changelog went back: each state written has applied at least as many events
+    as the one before it. A write that went back, made in the seconds after the thaw, is the
+    zombie's late write of a batch it computed before it froze, landing after the newer state
+    the heir wrote for the same contact."""
+    went_back = []
+    for contact, writes in pipeline.changelog_history().items():
+        for (_, before), (at, after) in itertools.pairwise(writes):
+            if after.events_applied < before.events_applied:
+                went_back.append((contact, before.events_applied, after.events_applied,
+                                  round(at / 1000 - thawed, 2)))
+    assert not went_back, (
+        f"{len(went_back)} changelog writes went back (contact, events applied before, after, seconds after "
+        f"the thaw): {went_back[:10]}")
+

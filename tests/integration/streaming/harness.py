@@ -188,6 +188,11 @@ class Pipeline:
 
     def contact_states(self) -> dict[str, ContactState]:
         """The latest state of every contact, read back from the table's changelog topic."""
+        return {key: writes[-1][1] for key, writes in self.changelog_history().items()}
+
+    def changelog_history(self) -> dict[str, list[tuple[int, ContactState]]]:
+        """Every state written for each contact, in changelog order, with each record's timestamp
+        (ms, set by the writing producer)."""
         topic = f"{self.settings.app_id}-{CONTACTS_TABLE}-changelog"
         consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False)
         try:
@@ -195,12 +200,12 @@ class Pipeline:
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             end = consumer.end_offsets(tps)
-            states: dict[str, ContactState] = {}
+            history: dict[str, list[tuple[int, ContactState]]] = defaultdict(list)
             while any(consumer.position(tp) < end[tp] for tp in tps):
                 for records in consumer.poll(timeout_ms=200).values():
                     for record in records:
-                        states[orjson.loads(record.key)] = decode_state(record.value)
-            return states
+                        history[orjson.loads(record.key)].append((record.timestamp, decode_state(record.value)))
+            return dict(history)
         finally:
             consumer.close()
 

@@ -50,6 +50,10 @@ def test_a_store_from_another_cluster_topic_or_model_is_rebuilt(namespace: str, 
         pipeline = Pipeline(first, namespace, tmp_path, store="rocksdb")
         before, log = _run(pipeline, _signups("a", 6))
         assert before == 0 and DISCARDED not in log
+        # Each partition database was opened with the configured memtable size (the bound on the
+        # memory the table's writes take before a flush: LEADFLOW_ROCKSDB_WRITE_BUFFER_MB).
+        options = [path.read_text() for path in tmp_path.rglob("contacts-*.db/OPTIONS-*")]
+        assert options and all(f"  write_buffer_size={16 * 2**20}\n" in text for text in options)
         before, log = _run(pipeline, [])  # the same cluster again: the store is used as it is
         assert before == 6 and DISCARDED not in log, log[-3000:]
 

@@ -56,6 +56,7 @@ def test_explicit_settings_win_over_the_profile() -> None:
         ("LEADFLOW_BROKER_PROFILE", "redpanda", "choose one of kafka, tansu"),
         ("LEADFLOW_PARTITIONS", "0", "must be at least 1"),
         ("LEADFLOW_SINK_BATCH", "0", "must be at least 1"),
+        ("LEADFLOW_ROCKSDB_WRITE_BUFFER_MB", "0", "must be at least 1"),
         ("LEADFLOW_INGEST_BATCH", "many", "is not an integer"),
         ("LEADFLOW_METRICS", "perhaps", "use 1/true/yes/on"),
         ("LEADFLOW_REORDER_WINDOW_MS", "-5", "must be at least 0"),
@@ -68,7 +69,8 @@ def test_errors_name_the_variable(name: str, value: str, message: str) -> None:
 
 
 def test_round_trip_through_the_environment() -> None:
-    settings = from_env({}, profile="tansu", partitions=3, reorder_window=0.2, replication_factor=1, db_url="sqlite://")
+    settings = from_env({}, profile="tansu", partitions=3, reorder_window=0.2, replication_factor=1, db_url="sqlite://",
+                        rocksdb_write_buffer_mb=4)
     assert from_env(settings.to_env()) == settings
 
 
