@@ -103,9 +103,11 @@ class UnitOfWork:
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         """Queue an output record; its acknowledgement is awaited before any state is written. Once
         the worker is found not to own the batch's partitions any more, nothing more is sent."""
-        if self._lease is not None and self._fenced is None:
+        lease = self._lease
+        if lease is not None and self._fenced is None:
             try:
-                await self._lease.confirm()
+                if not lease.membership.current(lease.generation):  # the fast path: no await
+                    await lease.confirm()
             except Fenced as fenced:
                 self._fenced = fenced
         if self._fenced is not None:
