@@ -31,7 +31,7 @@ from pipeline.state_machine import SOURCES, resolve_model
 from pipeline.streaming import observability, store_check
 from pipeline.streaming.faust_state import FaustOutputs, IngestProducer, KafkaChangelog, TableStore, value_type_for
 from pipeline.streaming.faust_tuning import LeadflowTransport
-from pipeline.streaming.membership import Membership
+from pipeline.streaming.membership import Fenced, Membership
 from pipeline.streaming.unit_of_work import CommitPipeline, UnitOfWork
 from pipeline.streaming.worker_handle import Worker
 
@@ -200,6 +200,8 @@ async def _crash(app: faust.App, exc: BaseException) -> None:
     """A batch could not be made durable (an acknowledgement failed): nothing after it may be
     committed, and the in-memory states are ahead of the table. Crash the worker: it restarts from
     the committed offsets and the changelog, and reprocesses the batch (at-least-once)."""
-    log.critical("a batch's outputs or changelog records were not acknowledged (%s: %s); the worker stops "
-                 "and restarts from its committed offsets", type(exc).__name__, exc)
+    what = ("the group coordinator could not confirm this worker still owns its partitions"
+            if isinstance(exc, Fenced) else "a batch's outputs or changelog records were not acknowledged")
+    log.critical("%s (%s: %s); the worker stops and restarts from its committed offsets", what,
+                 type(exc).__name__, exc)
     await app.crash(exc)
