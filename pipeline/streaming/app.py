@@ -120,7 +120,14 @@ def build_worker(settings: Settings) -> Worker:
     ingest_producer = IngestProducer(settings)
     worker.ingest.extend(SourceConsumer(family, settings, ingest_producer) for family in SOURCES)
 
-    commits = CommitPipeline(on_failure=lambda exc: _crash(app, exc))
+    def forget_states() -> None:
+        """A batch was dropped (this worker was expelled): its states, staged in memory, were never
+        written; every partition's are read from the table again, and batches computed before now
+        are refused (pipeline/streaming/membership.py)."""
+        membership.dropped()
+        runtime.forget(list(runtime.partitions))
+
+    commits = CommitPipeline(on_failure=lambda exc: _crash(app, exc), on_dropped=forget_states)
 
     @app.agent(contact_topic, name="leadflow.contacts")
     async def process_contacts(stream: Any) -> None:

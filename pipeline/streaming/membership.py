@@ -20,9 +20,15 @@ the broker cannot fence those writes; the worker fences itself:
   coordinator is unreachable), the write **waits**: for the next accepted heartbeat (the member
   is still in the group: it goes on), or for the generation to change (the coordinator answered
   ``UNKNOWN_MEMBER_ID`` / ``ILLEGAL_GENERATION``: it was expelled) or ``max_hold`` seconds to
-  pass. Both of those raise :class:`Fenced`: the batch is abandoned, nothing of it is stored or
-  written, its input offsets are not committed, and the partitions' new owner processes its
-  events (the same events, from the committed offsets: the same outputs, with the same ids).
+  pass. Both of those raise :class:`Fenced`. After a generation change the batch is dropped:
+  nothing of it is stored or written, its input offsets are not committed, and its events are
+  processed again from the committed offsets after the rebalance (by the partitions' new owner,
+  or by this worker if it gets them back: the same outputs, with the same ids). The worker then
+  forgets its in-memory states (later batches read only what was written), and a batch computed
+  before the drop, which may have read the dropped batch's states, is refused too.
+* A refusal that no rebalance follows (no answer for ``max_hold``; a batch of the current
+  generation computed on a dropped batch's states) stops the worker: it restarts from its
+  committed offsets, as after a failed acknowledgement.
 
 What this cannot stop: records the frozen process had already handed to the Kafka client before
 it froze but that were not yet on the wire (aiokafka's accumulator; the worker's changelog
@@ -74,6 +80,9 @@ class Membership:
         self.renewed_at = time.monotonic()
         self._coordinator: Any = None
         self._hold_noted = 0.0
+        #: Batches dropped so far. A batch computed before a drop may have read the dropped
+        #: batch's states (never written): it is dropped too (see :meth:`dropped`).
+        self.drops = 0
 
     @property
     def generation(self) -> int | None:
@@ -102,10 +111,10 @@ class Membership:
         self.renewed_at = time.monotonic()
         self._coordinator = coordinator
 
-    async def confirm(self, generation: int | None) -> None:
-        """Return when a write computed under ``generation`` may be made; raise :class:`Fenced`
-        when it must not be (module docstring)."""
-        if self.current(generation):
+    async def confirm(self, generation: int | None, drops: int = 0) -> None:
+        """Return when a write computed under ``generation`` (after ``drops`` dropped batches) may
+        be made; raise :class:`Fenced` when it must not be (module docstring)."""
+        if self.current(generation, drops):
             return
         assert generation is not None
         waited_from = time.monotonic()
@@ -115,38 +124,50 @@ class Membership:
                         "coordinator confirms this worker still owns its partitions", waited_from - self.renewed_at)
         while True:
             await asyncio.sleep(self.poll)
-            self._check(generation)
+            self._check(generation, drops)
             now = time.monotonic()
             if now - self.renewed_at <= self.hold_after:
                 return
             if now - waited_from > self.max_hold:
                 raise Fenced(f"no heartbeat accepted for {now - self.renewed_at:.0f}s", expelled=False)
 
-    def current(self, generation: int | None) -> bool:
+    def dropped(self) -> None:
+        """A batch was dropped: every batch computed before now is suspect (the caller forgets
+        the in-memory states, so later batches read only what was written)."""
+        self.drops += 1
+
+    def current(self, generation: int | None, drops: int = 0) -> bool:
         """The fast path: ``True`` when a write computed under ``generation`` may go ahead now
         (raises :class:`Fenced` when the generation moved on; ``False``: :meth:`confirm` waits)."""
         if generation is None:
             return True
-        self._check(generation)
+        self._check(generation, drops)
         return time.monotonic() - self.renewed_at <= self.hold_after
 
-    def _check(self, generation: int) -> None:
+    def _check(self, generation: int, drops: int) -> None:
         current = self.generation
         if generation == NO_GENERATION:
             raise Fenced("computed while this worker was out of the group (no generation)", expelled=True)
         if current != generation:
             raise Fenced(f"the group generation moved on ({generation} -> {current})", expelled=True)
+        if drops != self.drops:
+            # Same generation: its events will not be delivered again without a restart.
+            raise Fenced("computed on the states of a batch that was dropped", expelled=False)
 
 
 class Lease:
-    """One batch's claim: the generation it was computed under."""
+    """One batch's claim: the generation it was computed under, and the drops before it."""
 
-    __slots__ = ("generation", "membership")
+    __slots__ = ("drops", "generation", "membership")
 
     def __init__(self, membership: Membership) -> None:
         self.membership = membership
         self.generation = membership.generation
+        self.drops = membership.drops
+
+    def current(self) -> bool:
+        return self.membership.current(self.generation, self.drops)
 
     async def confirm(self) -> None:
-        if not self.membership.current(self.generation):
-            await self.membership.confirm(self.generation)
+        if not self.current():
+            await self.membership.confirm(self.generation, self.drops)

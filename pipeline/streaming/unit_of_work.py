@@ -106,7 +106,7 @@ class UnitOfWork:
         lease = self._lease
         if lease is not None and self._fenced is None:
             try:
-                if not lease.membership.current(lease.generation):  # the fast path: no await
+                if not lease.current():  # the fast path: no await
                     await lease.confirm()
             except Fenced as fenced:
                 self._fenced = fenced
@@ -169,10 +169,13 @@ class CommitPipeline:
     offsets and its changelog), and the batch and every later one stay unacknowledged. A commit
     refused because the worker was expelled from the group (:class:`Fenced` with ``expelled``) is
     dropped instead: its batch stays unacknowledged, nothing of it was stored or written, and the
-    rebalance that follows revokes its partitions (their new owner processes the batch)."""
+    rebalance that follows revokes its partitions (their new owner processes the batch);
+    ``on_dropped`` is called then, while no other commit is in flight."""
 
-    def __init__(self, on_failure: Callable[[BaseException], Awaitable[None]] | None = None) -> None:
+    def __init__(self, on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
+                 on_dropped: Callable[[], None] | None = None) -> None:
         self.on_failure = on_failure
+        self.on_dropped = on_dropped  # e.g. forget the in-memory states the dropped batch left
         self.failure: BaseException | None = None
         self.dropped = 0  # batches dropped because the worker was expelled (Fenced)
         self._inflight: asyncio.Task[None] | None = None
@@ -202,6 +205,8 @@ class CommitPipeline:
                 await self._failed(fenced)
                 return
             self.dropped += 1
+            if self.on_dropped is not None:
+                self.on_dropped()
             log.warning("a batch was dropped, not written: %s (this worker was expelled from the group; "
                         "the partitions' new owner processes its events)", fenced)
             return

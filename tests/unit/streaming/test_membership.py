@@ -143,3 +143,36 @@ def test_no_answer_for_the_rebalance_timeout_stops_the_worker() -> None:
         assert "c1" not in store
 
     asyncio.run(scenario())
+
+
+def test_after_a_drop_the_states_are_forgotten_and_a_batch_computed_on_them_stops_the_worker() -> None:
+    async def scenario() -> None:
+        coordinator = Coordinator()
+        broker, store, guard = InMemoryBroker(), InMemoryStore(), membership(coordinator)
+        failures: list[BaseException] = []
+        forgotten: list[int] = []
+
+        async def crash(exc: BaseException) -> None:
+            failures.append(exc)
+
+        def on_dropped() -> None:
+            guard.dropped()
+            forgotten.append(guard.drops)
+
+        pipeline = CommitPipeline(on_failure=crash, on_dropped=on_dropped)
+        stale = unit(broker, store, guard, "stale")  # computed under generation 7
+        await guard._coordinator._do_rejoin_group(None)  # generation 8 (it was away, got them back)
+        read_the_stale_states = unit(broker, store, guard, "next")  # generation 8, before the drop
+        await pipeline.submit(stale.commit, lambda: None)
+        await pipeline.drain()
+        assert pipeline.dropped == 1 and forgotten == [1] and failures == []
+        await pipeline.submit(read_the_stale_states.commit, lambda: None)
+        with pytest.raises(Fenced):
+            await pipeline.drain()
+        assert len(failures) == 1 and not failures[0].expelled  # type: ignore[attr-defined]
+        assert store == {} and broker.records(broker.changelog_topic) == []
+        after = unit(broker, store, guard, "after")  # computed after the drop: written
+        await after.commit()
+        assert list(store) == ["after"]
+
+    asyncio.run(scenario())
