@@ -92,9 +92,10 @@ def build_worker(settings: Settings) -> Worker:
     app = faust.App(settings.app_id, autodiscover=False, **_faust_settings(settings))
     broker = settings.broker
     # The worker's writes are fenced by its group membership (pipeline/streaming/membership.py);
-    # a write held longer than the rebalance timeout without a heartbeat accepted restarts it.
+    # a write held longer than this without a heartbeat accepted restarts it: the larger of the
+    # rebalance timeout and three sessions (a join may take a session timeout on Tansu).
     membership = Membership(broker.session_timeout_ms / 1000, broker.heartbeat_interval_ms / 1000,
-                            max_hold=broker.rebalance_timeout_ms / 1000)
+                            max_hold=max(broker.rebalance_timeout_ms, 3 * broker.session_timeout_ms) / 1000)
     app.transport = LeadflowTransport(
         app.conf.broker_consumer, app, fetch_max_wait_ms=broker.fetch_max_wait_ms, membership=membership
     )

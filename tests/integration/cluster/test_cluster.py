@@ -108,8 +108,11 @@ def in_background(action: Callable[[], None]) -> Callable[[], None]:
 
 def test_topics_are_replicated_three_times_with_two_in_sync(cluster: LocalKafka, tmp_path: Path) -> None:
     pipeline = Pipeline(cluster, _namespace("topics"), tmp_path)
-    shapes = describe_topics(pipeline.settings, pipeline.names.all())
-    assert len(shapes) == len(pipeline.names.all())
+    # Created through one broker; another may list them a moment later (KRaft metadata propagation).
+    deadline = time.monotonic() + 30
+    while len(shapes := describe_topics(pipeline.settings, pipeline.names.all())) < len(pipeline.names.all()):
+        assert time.monotonic() < deadline, f"topics missing: {sorted(set(pipeline.names.all()) - set(shapes))}"
+        time.sleep(0.2)
     for name, shape in shapes.items():
         assert (shape.partitions, shape.replicas, shape.configs["min.insync.replicas"]) == (4, 3, "2"), name
     assert shapes[pipeline.names.contacts].configs["cleanup.policy"] == "compact"
