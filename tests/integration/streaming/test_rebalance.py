@@ -4,8 +4,9 @@ burst, the moment Faust's fetcher can lose records (``pipeline.streaming.faust_t
 
 Apache Kafka only for now: on Tansu a CI run (2026-12-08) ended with 99 contacts at 58 of their
 60 events (two events each never applied, no fencing involved: no batch was held or dropped),
-after this test had passed there before. Not diagnosed; docs/streaming.md (the known defect in "Delivery guarantee") says
-so. It stays here, on the broker users run, where it has passed every run."""
+after this test had passed there before. Not diagnosed; docs/streaming.md (the known defect in
+"Delivery guarantee") says so. It stays here, on the broker users run, where it has passed every
+run."""
 
 from __future__ import annotations
 
